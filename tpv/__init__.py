@@ -1,0 +1,70 @@
+"""tpv: task prompt vectors, soft prompts treated as vectors you can add, scale, compare, merge and move.
+
+The core (vectors, origins, files, merging) is pure torch and imports no model library; the PEFT layer,
+training, tasks and transfer are imported on first use, so ``import tpv`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from tpv.errors import (
+    AdapterError,
+    ConfigError,
+    FormatError,
+    IncompatibleVectorsError,
+    InvalidVectorError,
+    ModelError,
+    TaskError,
+    TPVError,
+    TrainingError,
+)
+from tpv.files import FileInfo, inspect, load, load_origin, load_vector, save
+from tpv.origin import Origin
+from tpv.vector import TaskPromptVector, cosine_matrix, mean
+
+__version__ = "0.1.0"
+
+# Names served lazily from heavier modules: name -> module.
+_LAZY: dict[str, str] = {}
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+
+__all__ = [
+    "AdapterError",
+    "ConfigError",
+    "FileInfo",
+    "FormatError",
+    "IncompatibleVectorsError",
+    "InvalidVectorError",
+    "ModelError",
+    "Origin",
+    "TPVError",
+    "TaskError",
+    "TaskPromptVector",
+    "TrainingError",
+    "__version__",
+    "cosine_matrix",
+    "inspect",
+    "load",
+    "load_origin",
+    "load_vector",
+    "mean",
+    "save",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tpv' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,77 @@
+"""Small tensor helpers shared by the core: validation and content hashing (internal)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from numbers import Real
+
+import torch
+
+from tpv.errors import ConfigError, InvalidVectorError
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_prompt_tensor(tensor: object, *, what: str) -> torch.Tensor:
+    """Validate a soft-prompt-shaped tensor and return a detached CPU copy.
+
+    Args:
+        tensor: candidate, must be a floating ``torch.Tensor`` of shape ``(rows, dim)``.
+        what: how to name the tensor in error messages.
+
+    Returns:
+        A detached, contiguous CPU clone of shape ``(rows, dim)``.
+
+    Raises:
+        InvalidVectorError: not a tensor, not 2-D, empty, not floating point, or not finite.
+    """
+    if not isinstance(tensor, torch.Tensor):
+        raise InvalidVectorError(f"{what} must be a torch.Tensor of shape (rows, dim), got {type(tensor).__name__}")
+    if tensor.ndim != 2:
+        raise InvalidVectorError(
+            f"{what} must have shape (rows, dim) (one row per virtual token), got shape {tuple(tensor.shape)}; "
+            "reshape it with tensor.reshape(-1, dim)"
+        )
+    if tensor.shape[0] == 0 or tensor.shape[1] == 0:
+        raise InvalidVectorError(f"{what} is empty (shape {tuple(tensor.shape)})")
+    if tensor.dtype not in FLOAT_DTYPES:
+        raise InvalidVectorError(
+            f"{what} must be a floating tensor (float16, bfloat16, float32 or float64), got {tensor.dtype}"
+        )
+    out = tensor.detach().to("cpu", copy=True).contiguous()
+    if not bool(torch.isfinite(out).all()):
+        bad = int((~torch.isfinite(out)).sum())
+        raise InvalidVectorError(f"{what} holds {bad} non-finite value(s) (NaN or inf); a prompt must be finite")
+    return out
+
+
+def check_scalar(value: object, *, what: str) -> float:
+    """Return ``value`` as a finite Python float, or raise ``ConfigError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, Real | torch.Tensor):
+        raise ConfigError(f"{what} must be a real number, got {type(value).__name__} {value!r}")
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ConfigError(f"{what} must be a scalar, got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    out = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(out):
+        raise ConfigError(f"{what} must be finite, got {out}")
+    return out
+
+
+def content_hash(tensor: torch.Tensor) -> str:
+    """Stable content hash of a tensor: dtype, shape and raw bytes.
+
+    Args:
+        tensor: any tensor; hashed from a contiguous CPU copy.
+
+    Returns:
+        ``"sha256:"`` followed by the first 16 hex digits of the SHA-256 digest. The same values, shape and
+        dtype always give the same id, on any machine (little-endian byte order is assumed).
+    """
+    t = tensor.detach().to("cpu").contiguous()
+    h = hashlib.sha256()
+    h.update(f"{str(t.dtype).removeprefix('torch.')}|{tuple(t.shape)}|".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return "sha256:" + h.hexdigest()[:16]

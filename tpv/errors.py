@@ -1,0 +1,68 @@
+"""Errors raised by tpv.
+
+Every error a user can cause derives from one base class, so ``except tpv.TPVError`` catches them all,
+and each message names what was wrong and how to fix it. The hierarchy::
+
+    TPVError                         base of everything tpv raises on purpose
+    ├── InvalidVectorError           a tensor that cannot be a vector or origin (shape, NaN/inf, dtype)
+    ├── IncompatibleVectorsError     two vectors that cannot be combined (origin, shape, dtype, model)
+    ├── FormatError                  a file that is not a valid tpv file (version, kind, truncated, pickle)
+    ├── ModelError                   a model that cannot be resolved, loaded or does not fit a prompt
+    ├── AdapterError                 a PEFT adapter folder that is not prompt tuning or does not fit
+    ├── TaskError                    an unknown task, or a task whose data is missing or malformed
+    ├── TrainingError                training that cannot start or diverged (empty data, NaN loss)
+    └── ConfigError                  an invalid option value (names the option, the value, the rule)
+
+All subclasses also derive from ``ValueError`` (except ``ModelError``/``TaskError`` which are lookup-like and
+derive from ``LookupError`` too), so code written against plain Python exceptions keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AdapterError",
+    "ConfigError",
+    "FormatError",
+    "IncompatibleVectorsError",
+    "InvalidVectorError",
+    "ModelError",
+    "TPVError",
+    "TaskError",
+    "TrainingError",
+]
+
+
+class TPVError(Exception):
+    """Base class of every error tpv raises on purpose."""
+
+
+class InvalidVectorError(TPVError, ValueError):
+    """A tensor cannot be a task prompt vector or origin (wrong rank, non-finite values, bad metadata)."""
+
+
+class IncompatibleVectorsError(TPVError, ValueError):
+    """Two vectors (or a vector and an origin) cannot be combined: different origins, shapes, dtypes or models."""
+
+
+class FormatError(TPVError, ValueError):
+    """A file is not a valid tpv file: newer format version, missing key, wrong kind, truncated, or pickle."""
+
+
+class ModelError(TPVError, LookupError):
+    """A model name cannot be resolved or loaded, or the model does not fit the prompt (embedding width)."""
+
+
+class AdapterError(TPVError, ValueError):
+    """A PEFT adapter folder is not a prompt-tuning adapter, or does not fit the given origin or model."""
+
+
+class TaskError(TPVError, LookupError):
+    """An unknown task, or a task whose data is missing on this machine or malformed."""
+
+
+class TrainingError(TPVError, RuntimeError):
+    """Training cannot start (empty dataset, labels missing from the verbalizer) or diverged (NaN loss)."""
+
+
+class ConfigError(TPVError, ValueError):
+    """An option has an invalid value; the message names the option, the value and the rule it broke."""
