@@ -91,6 +91,15 @@ class Origin:
     )
     __hash__ = None  # type: ignore[assignment]
 
+    _tensor: torch.Tensor
+    _id: str
+    _init: str
+    _seed: int | None
+    _params: Mapping[str, Any]
+    _base_model: str
+    _num_virtual_tokens: int
+    _num_transformer_submodules: int
+
     def __init__(
         self,
         tensor: torch.Tensor,
@@ -349,37 +358,37 @@ class Origin:
     @property
     def id(self) -> str:
         """Content hash of the values (dtype, shape and bytes)."""
-        return str(self._id)
+        return self._id
 
     @property
     def init(self) -> str:
         """The init kind."""
-        return str(self._init)
+        return self._init
 
     @property
     def seed(self) -> int | None:
         """The seed, or ``None`` for deterministic kinds."""
-        return self._seed  # type: ignore[no-any-return]
+        return self._seed
 
     @property
     def params(self) -> Mapping[str, Any]:
         """Read-only parameters of the init."""
-        return self._params  # type: ignore[no-any-return]
+        return self._params
 
     @property
     def base_model(self) -> str:
         """Model id."""
-        return str(self._base_model)
+        return self._base_model
 
     @property
     def num_virtual_tokens(self) -> int:
         """Virtual tokens per submodule."""
-        return int(self._num_virtual_tokens)
+        return self._num_virtual_tokens
 
     @property
     def num_transformer_submodules(self) -> int:
         """1, or 2 for encoder-decoder models."""
-        return int(self._num_transformer_submodules)
+        return self._num_transformer_submodules
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -395,7 +404,7 @@ class Origin:
     @property
     def dtype(self) -> torch.dtype:
         """Dtype of the values."""
-        return self._tensor.dtype  # type: ignore[no-any-return]
+        return self._tensor.dtype
 
     def describe(self) -> str:
         """One line naming the origin."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -350,9 +350,7 @@ class TaskPromptVector:
         if self.shape != other.shape:
             problems.append((f"different shapes ({self.shape} vs {other.shape})", "use the same prompt length"))
         if self.dtype != other.dtype:
-            problems.append(
-                (f"different dtypes ({self.dtype} vs {other.dtype})", "convert one with .to(other.dtype)")
-            )
+            problems.append((f"different dtypes ({self.dtype} vs {other.dtype})", "convert one with .to(other.dtype)"))
         if self._base_model != other._base_model:
             problems.append(
                 (
@@ -371,9 +369,7 @@ class TaskPromptVector:
         if problems:
             what = "; ".join(p for p, _ in problems)
             fix = "; ".join(dict.fromkeys(f for _, f in problems))
-            raise IncompatibleVectorsError(
-                f"cannot {op} {self.describe()} and {other.describe()}: {what}. Fix: {fix}"
-            )
+            raise IncompatibleVectorsError(f"cannot {op} {self.describe()} and {other.describe()}: {what}. Fix: {fix}")
 
     # -- algebra ----------------------------------------------------------------------------------------------
 

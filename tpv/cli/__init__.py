@@ -1,0 +1,227 @@
+"""The ``tpv`` command line (typer). The only place in tpv that prints.
+
+Every command is a plain typed function whose docstring becomes its ``--help`` (with an example). Errors a user
+can cause (``tpv.TPVError``, missing files) print one line on stderr and exit with status 2, never a traceback;
+set ``TPV_DEBUG=1`` to see the traceback anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import click
+import typer
+from typer.exceptions import TyperException
+
+from tpv.errors import ConfigError, TPVError
+
+app = typer.Typer(
+    name="tpv",
+    help="Task prompt vectors: soft prompts as vectors you can add, scale, compare, merge and move.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+origin_app = typer.Typer(help="Create origins (the random inits prompts are tuned from).", no_args_is_help=True)
+app.add_typer(origin_app, name="origin")
+
+
+def console(stderr: bool = False) -> Any:
+    """A rich console on stdout (or stderr), created at call time so tests can capture it."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, soft_wrap=True, highlight=False)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from tpv import __version__
+
+        typer.echo(f"tpv {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Task prompt vectors: soft prompts as vectors you can add, scale, compare, merge and move between models.
+
+    Example: `tpv inspect vector.safetensors`
+    """
+
+
+@app.command("inspect")
+def inspect_command(
+    file: Annotated[Path, typer.Argument(help="A tpv .safetensors file (vector or origin).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the header as JSON.")] = False,
+) -> None:
+    """Show what a tpv file holds, reading only its header (no tensor is loaded).
+
+    Example: `tpv inspect runs/sst2/vector.safetensors --json`
+    """
+    from tpv.files import inspect
+
+    info = inspect(file)
+    if as_json:
+        typer.echo(json.dumps(info.to_dict(), indent=2, sort_keys=True))
+        return
+    from rich.table import Table
+
+    table = Table(title=str(file), show_header=False, title_justify="left")
+    for key, value in info.to_dict().items():
+        if key == "path" or value in ({}, None):
+            continue
+        shown = json.dumps(value) if isinstance(value, dict | list) else str(value)
+        table.add_row(key, shown)
+    console().print(table)
+
+
+@app.command("similarity")
+def similarity_command(
+    files: Annotated[list[Path], typer.Argument(help="Two or more vector or origin files of the same shape.")],
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also write a heatmap PNG here.")] = None,  # noqa: UP045
+    as_json: Annotated[bool, typer.Option("--json", help="Print the matrix as JSON.")] = False,
+) -> None:
+    """Cosine similarity matrix of vectors (or prompts), as a table and optionally a heatmap.
+
+    Vectors of different origins may be compared (the paper's heatmaps compare the same task across origins).
+
+    Example: `tpv similarity sst2.safetensors imdb.safetensors trec.safetensors --plot sim.png`
+    """
+    from tpv.files import load
+    from tpv.vector import TaskPromptVector, cosine_matrix
+
+    if len(files) < 2:
+        raise ConfigError("tpv similarity needs at least two files")
+    items = [load(f) for f in files]
+    tensors = [x if isinstance(x, TaskPromptVector) else x.tensor for x in items]
+    matrix = cosine_matrix(tensors)  # (n, n)
+    labels = [_label(f, x) for f, x in zip(files, items)]
+    if plot is not None:
+        from tpv.plots import plot_similarity
+
+        plot_similarity(matrix, labels, plot)
+    if as_json:
+        typer.echo(json.dumps({"labels": labels, "matrix": matrix.tolist()}, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title="cosine similarity")
+    table.add_column("")
+    for lab in labels:
+        table.add_column(lab, justify="right")
+    for lab, row in zip(labels, matrix.tolist()):
+        table.add_row(lab, *(f"{v:.3f}" for v in row))
+    out = console()
+    out.print(table)
+    if plot is not None:
+        out.print(f"heatmap written to {plot}")
+
+
+def _label(path: Path, obj: object) -> str:
+    from tpv.vector import TaskPromptVector
+
+    if isinstance(obj, TaskPromptVector) and len(obj.terms) == 1:
+        (task,) = obj.terms
+        return f"{task}@{obj.origin_id.removeprefix('sha256:')[:6]}" if path.stem in ("vector", task) else path.stem
+    return path.stem
+
+
+@origin_app.command("new")
+def origin_new_command(
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the origin .safetensors file.")],
+    init: Annotated[
+        str, typer.Option(help="gaussian | sample-vocab | first-n-vocab | text (vocab kinds and text need --model).")
+    ] = "gaussian",
+    tokens: Annotated[int, typer.Option("--tokens", help="Number of virtual tokens.")] = 50,
+    dim: Annotated[Optional[int], typer.Option(help="Embedding width (gaussian without --model).")] = None,  # noqa: UP045
+    model: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Model name or path whose embeddings to draw from (e.g. smollm2-135m)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    std: Annotated[float, typer.Option(help="Standard deviation (gaussian).")] = 1.0,
+    n: Annotated[int, typer.Option(help="first-n-vocab: draw ids among the first N.")] = 5000,
+    text: Annotated[Optional[str], typer.Option(help="text init: the text to embed.")] = None,  # noqa: UP045
+    submodules: Annotated[int, typer.Option(help="2 for encoder-decoder models (PEFT doubles the rows).")] = 1,
+) -> None:
+    """Create a reproducible origin and save it.
+
+    Example: `tpv origin new --init first-n-vocab --model smollm2-135m --tokens 50 --seed 0 -o origin.safetensors`
+    """
+    from tpv.files import save
+    from tpv.origin import INIT_KINDS, Origin
+
+    if init not in INIT_KINDS or init == "tensor":
+        raise ConfigError(f"--init must be one of gaussian, sample-vocab, first-n-vocab, text; got {init!r}")
+    if init == "gaussian" and model is None:
+        if dim is None:
+            raise ConfigError("--init gaussian needs --dim (the embedding width) or --model")
+        origin = Origin.gaussian(tokens, dim, seed=seed, std=std, num_transformer_submodules=submodules)
+    else:
+        if model is None:
+            raise ConfigError(f"--init {init} draws from a model's embeddings: give --model (e.g. smollm2-135m)")
+        from tpv.adapters import make_origin
+        from tpv.models import load_model, load_tokenizer
+
+        lm = load_model(model)
+        tok = load_tokenizer(model) if init == "text" else None
+        origin = make_origin(
+            lm,
+            init=init,
+            num_virtual_tokens=tokens,
+            seed=seed,
+            text=text,
+            tokenizer=tok,  # type: ignore[arg-type]
+        )
+    save(origin, out)
+    console().print(f"wrote {origin.describe()} to {out}")
+
+
+def _mount() -> None:
+    """Attach the command groups of the outer layers (each keeps its heavy imports inside its commands)."""
+
+
+_mount()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app, turning known errors into one line and exit status 2.
+
+    Args:
+        argv: arguments (default: ``sys.argv[1:]``).
+    """
+    debug = os.environ.get("TPV_DEBUG", "") not in ("", "0")
+    try:
+        rv = app(args=argv, prog_name="tpv", standalone_mode=False)
+    except (typer.Exit, click.exceptions.Exit) as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, click.exceptions.Abort):
+        typer.echo("Aborted.", err=True)
+        sys.exit(1)
+    except (TyperException, click.ClickException) as exc:
+        # Usage errors (missing argument, bad option value): click's own one-paragraph message, exit 2.
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            typer.echo(f"error: {exc}", err=True)
+        sys.exit(int(getattr(exc, "exit_code", 2)))
+    except KeyboardInterrupt:
+        typer.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except (TPVError, OSError) as exc:
+        if debug:
+            raise
+        kind = type(exc).__name__
+        typer.echo(f"error ({kind}): {exc}", err=True)
+        sys.exit(2)
+    sys.exit(rv if isinstance(rv, int) else 0)
