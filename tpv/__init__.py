@@ -27,7 +27,15 @@ from tpv.vector import TaskPromptVector, cosine_matrix, mean
 __version__ = "0.1.0"
 
 # Names served lazily from heavier modules: name -> module.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "make_origin": "tpv.adapters",
+    "init_prompt_tuning": "tpv.adapters",
+    "prompt_of": "tpv.adapters",
+    "from_adapter": "tpv.adapters",
+    "save_adapter": "tpv.adapters",
+    "load_model": "tpv.models",
+    "load_tokenizer": "tpv.models",
+}
 
 if TYPE_CHECKING:  # pragma: no cover
     pass

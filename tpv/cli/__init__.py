@@ -151,7 +151,12 @@ def origin_new_command(
     std: Annotated[float, typer.Option(help="Standard deviation (gaussian).")] = 1.0,
     n: Annotated[int, typer.Option(help="first-n-vocab: draw ids among the first N.")] = 5000,
     text: Annotated[Optional[str], typer.Option(help="text init: the text to embed.")] = None,  # noqa: UP045
-    submodules: Annotated[int, typer.Option(help="2 for encoder-decoder models (PEFT doubles the rows).")] = 1,
+    submodules: Annotated[
+        int, typer.Option(help="gaussian without --model: 2 for encoder-decoder models (PEFT doubles the rows).")
+    ] = 1,
+    task_type: Annotated[
+        str, typer.Option(help="With --model: causal-lm | seq2seq | seq-cls (e.g. seq-cls for minilm-l6).")
+    ] = "causal-lm",
 ) -> None:
     """Create a reproducible origin and save it.
 
@@ -172,15 +177,19 @@ def origin_new_command(
         from tpv.adapters import make_origin
         from tpv.models import load_model, load_tokenizer
 
-        lm = load_model(model)
+        if task_type not in ("causal-lm", "seq2seq", "seq-cls"):
+            raise ConfigError(f"--task-type must be causal-lm, seq2seq or seq-cls; got {task_type!r}")
+        lm = load_model(model, task_type=task_type)  # type: ignore[arg-type]
         tok = load_tokenizer(model) if init == "text" else None
         origin = make_origin(
             lm,
-            init=init,
+            init=init,  # type: ignore[arg-type]
             num_virtual_tokens=tokens,
             seed=seed,
             text=text,
-            tokenizer=tok,  # type: ignore[arg-type]
+            tokenizer=tok,
+            n=n,
+            std=std,
         )
     save(origin, out)
     console().print(f"wrote {origin.describe()} to {out}")
@@ -188,6 +197,11 @@ def origin_new_command(
 
 def _mount() -> None:
     """Attach the command groups of the outer layers (each keeps its heavy imports inside its commands)."""
+    from tpv.cli.models import app as models_app
+    from tpv.cli.tasks import app as tasks_app
+
+    app.add_typer(models_app, name="models", help="Packaged models: list them, convert them once.")
+    app.add_typer(tasks_app, name="tasks", help="The task registry and the offline suite.")
 
 
 _mount()

@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny random models built from configs (offline, well under a second each).
+
+``tiny_llama``, ``tiny_gemma3``, ``tiny_t5`` and ``tiny_bert`` give a fresh ``(model, tokenizer)`` per test
+(weights from seed 0, so two fixtures of one kind are identical); ``tiny`` is the builder itself for other
+seeds. Nothing here reaches the Hugging Face Hub: the offline switches are set before transformers loads.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_models import build_tiny
+
+TinyPair = tuple[Any, Any]
+
+
+@pytest.fixture
+def tiny() -> Callable[..., TinyPair]:
+    """The tiny-model builder: ``tiny("llama", seed=0) -> (model, tokenizer)``."""
+    return build_tiny
+
+
+@pytest.fixture
+def tiny_llama() -> TinyPair:
+    """A fresh tiny ``LlamaForCausalLM`` (hidden 32) and its tokenizer."""
+    return build_tiny("llama")
+
+
+@pytest.fixture
+def tiny_gemma3() -> TinyPair:
+    """A fresh tiny ``Gemma3ForCausalLM`` (hidden 24) and its tokenizer."""
+    return build_tiny("gemma3")
+
+
+@pytest.fixture
+def tiny_t5() -> TinyPair:
+    """A fresh tiny ``T5ForConditionalGeneration`` (hidden 16) and its tokenizer."""
+    return build_tiny("t5")
+
+
+@pytest.fixture
+def tiny_bert() -> TinyPair:
+    """A fresh tiny ``BertForSequenceClassification`` (hidden 16, 2 labels) and its tokenizer."""
+    return build_tiny("bert")
+
+
+@pytest.fixture
+def tpv_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty, private ``$TPV_CACHE`` for the test."""
+    root = tmp_path / "tpv-cache"
+    monkeypatch.setenv("TPV_CACHE", str(root))
+    return root
