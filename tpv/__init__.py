@@ -21,7 +21,10 @@ from tpv.errors import (
     TrainingError,
 )
 from tpv.files import FileInfo, inspect, load, load_origin, load_vector, save
+from tpv.merge import MERGE_METHODS, merge
 from tpv.origin import Origin
+from tpv.search import PAPER_GRID, search_per_task, search_scalar
+from tpv.select import rank_sources, select_sources, similarity_table
 from tpv.vector import TaskPromptVector, cosine_matrix, mean
 
 __version__ = "0.1.0"
@@ -41,6 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
     pass
 
 __all__ = [
+    "MERGE_METHODS",
+    "PAPER_GRID",
     "AdapterError",
     "ConfigError",
     "FileInfo",
@@ -60,7 +65,13 @@ __all__ = [
     "load_origin",
     "load_vector",
     "mean",
+    "merge",
+    "rank_sources",
     "save",
+    "search_per_task",
+    "search_scalar",
+    "select_sources",
+    "similarity_table",
     *_LAZY,
 ]
 
