@@ -184,12 +184,16 @@ def _read_header(path: Path) -> tuple[dict[str, Any], int]:
     try:
         size = path.stat().st_size
         with path.open("rb") as fh:
-            head = fh.read(8)
-            if head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or head[:4] == b"PK\x03\x04":
+            head = fh.read(9)
+            # A safetensors header (JSON) starts at byte 8 with "{"; a pickle or torch.save zip starts with its magic.
+            # Both checks together: a genuine header length can begin with the pickle magic bytes.
+            magic = head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or head[:4] == b"PK\x03\x04"
+            if magic and head[8:9] != b"{":
                 raise FormatError(
                     f"{path}: this is a pickle / torch.save file; tpv never unpickles files (they can run code). "
                     "Convert it in a trusted session with tpv.save(...), or read adapters with tpv.from_adapter"
                 )
+            head = head[:8]
             if len(head) < 8:
                 raise FormatError(f"{path}: truncated file ({size} bytes): not even a safetensors header length")
             (n,) = struct.unpack("<Q", head)
@@ -198,6 +202,7 @@ def _read_header(path: Path) -> tuple[dict[str, Any], int]:
                     f"{path}: not a valid safetensors file (header length {n} but file size {size}); "
                     "the file is truncated or of another format"
                 )
+            fh.seek(8)
             raw = fh.read(n)
     except FileNotFoundError:
         raise FormatError(f"{path}: no such file") from None
