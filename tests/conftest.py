@@ -20,8 +20,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
-import torch  # noqa: E402
-from tiny_models import build_tiny  # noqa: E402
+import torch
+from tiny_models import build_tiny
 
 # Tiny models run fastest on one thread (thread start-up dominates), and one thread keeps the suite predictable on
 # a shared 2-core machine; override with TPV_TEST_THREADS.
