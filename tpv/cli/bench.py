@@ -1,0 +1,218 @@
+"""``tpv bench``: run the paper's experiments from configs, resumably, in-process or on Ray.
+
+The lead mounts this group as ``tpv bench`` (``app.add_typer(bench.app, name="bench")``). Like the rest of the
+CLI it prints; the harness in :mod:`tpv.bench` does not.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from tpv.errors import ConfigError
+
+app = typer.Typer(
+    help="Benchmarks: re-run the paper's experiments (sources, cross_origin, fewshot, similarity, perf).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+
+
+def _fmt_seconds(seconds: float) -> str:
+    total = round(seconds)
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+class _TqdmProgress:
+    """A tqdm bar on stderr whose unit is the estimated second, so its ETA follows the measured pace."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+        self.count = 0
+        self.total = 0
+        self.failed = 0
+
+    def start(self, cells: Any, skipped: int) -> None:
+        from tqdm import tqdm
+
+        self.total = len(cells)
+        if skipped:
+            typer.echo(f"resuming: {skipped} finished cell(s) skipped", err=True)
+        est = sum(c.estimate_s for c in cells) or float(len(cells))
+        self.bar = tqdm(
+            total=round(est, 1),
+            unit="s",
+            unit_scale=False,
+            file=sys.stderr,
+            disable=not self.enabled,
+            dynamic_ncols=True,
+            bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}]",
+        )
+        self.bar.set_postfix_str(f"0/{self.total} cells")
+
+    def cell_done(self, cell: Any, outcome: Any) -> None:
+        self.count += 1
+        if outcome.output is None:
+            self.failed += 1
+            self.bar.write(f"FAILED {cell.id}: {outcome.error}", file=sys.stderr)
+        step = cell.estimate_s if cell.estimate_s else 1.0
+        self.bar.update(max(0.0, min(step, self.bar.total - self.bar.n)))
+        extra = f", {self.failed} failed" if self.failed else ""
+        self.bar.set_postfix_str(f"{self.count}/{self.total} cells{extra} · {cell.stage} {cell.name}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@app.command("run")
+def run_command(
+    configs: Annotated[
+        list[str],
+        typer.Argument(help="Config files or shipped names, merged in order onto defaults.yaml (e.g. fewshot gpu)."),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the cells and the estimated time; run nothing.")
+    ] = False,
+    executor: Annotated[str, typer.Option("--executor", help="inprocess (default) or ray.")] = "inprocess",
+    address: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--address", help="Ray cluster address (auto, ray://host:10001); default: a local instance."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Results root: cells in OUT/cells, the report in OUT/<name>.")
+    ] = Path("benchmarks/results"),
+    overrides: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--set", help="Override a key: --set fewshot.seeds=[0,1] (YAML value); repeatable."),
+    ] = None,
+    cpus_per_cell: Annotated[float, typer.Option(help="Ray: CPUs reserved per cell.")] = 1.0,
+    gpus_per_cell: Annotated[float, typer.Option(help="Ray: GPUs reserved per cell.")] = 0.0,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar with ETA on stderr.")] = True,
+) -> None:
+    """Run an experiment: plan its cells, skip the finished ones, run the rest, write JSON/markdown/PNG.
+
+    A rerun of the same command resumes: finished cells are skipped. Experiments run into the same `--out` share
+    cells (few-shot reuses the source prompts of `sources`).
+
+    Examples:
+    * `tpv bench run sources --dry-run`   (list the cells and the time they need)
+    * `tpv bench run fewshot`             (defaults.yaml + fewshot.yaml, on this machine)
+    * `tpv bench run fewshot gpu --executor ray --address auto`
+    * `tpv bench run my.yaml --set prompt.origins=[0,1] --out /tmp/bench`
+    """
+    from tpv.bench.config import load_config
+    from tpv.bench.runner import run
+
+    config, layers = load_config(*configs, overrides=overrides or ())
+    if dry_run:
+        summary = run(config, out, layers=layers, dry_run=True)
+        _print_plan(summary, config)
+        return
+    from tpv.bench.executors import make_executor
+
+    if executor == "inprocess" and (cpus_per_cell != 1.0 or gpus_per_cell != 0.0):
+        raise ConfigError("--cpus-per-cell and --gpus-per-cell are for --executor ray")
+    extra: dict[str, Any] = {}
+    if executor == "ray":
+        extra = {"cpus_per_cell": cpus_per_cell, "gpus_per_cell": gpus_per_cell}
+    ex = make_executor(executor, address=address, **extra)
+    try:
+        summary = run(config, out, layers=layers, executor=ex, progress=_TqdmProgress(progress))
+    finally:
+        ex.close()
+    done = len(summary.executed)
+    typer.echo(
+        f"{config.name}: {done} cell(s) run, {len(summary.finished)} skipped (finished before), "
+        f"{len(summary.failed)} failed, {len(summary.blocked)} blocked"
+    )
+    if summary.report_dir is not None:
+        typer.echo(f"report: {summary.report_dir / 'results.md'} (results.json, config.yaml, plots beside it)")
+    if not summary.ok:
+        typer.echo(
+            f"some cells failed; tracebacks in {Path(out) / config.name / 'failures'}. Rerun the same command to "
+            "retry them (finished cells are kept).",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
+def _print_plan(summary: Any, config: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(soft_wrap=True, highlight=False)
+    finished = set(summary.finished)
+    table = Table(title=f"{config.name}: {config.experiment} ({len(summary.cells)} cells)", title_justify="left")
+    for col in ("stage", "cell", "status", "estimate"):
+        table.add_column(col, justify="right" if col == "estimate" else "left")
+    for cell in summary.cells:
+        status = "done" if cell.id in finished else "to run"
+        table.add_row(cell.stage, cell.id, status, _fmt_seconds(cell.estimate_s))
+    console.print(table)
+    todo = len(summary.cells) - len(finished)
+    console.print(
+        f"{todo} cell(s) to run, {len(finished)} finished; estimated {_fmt_seconds(summary.estimate_s)} "
+        f"(at {config.runtime.seconds_per_step} s/step, {config.runtime.eval_examples_per_second} eval examples/s; "
+        "set runtime.* to your machine's speeds)"
+    )
+
+
+def _read_raw(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the config: {exc}") from None
+    return data if isinstance(data, dict) else {}
+
+
+@app.command("list")
+def list_command() -> None:
+    """List the shipped configs: experiments (cells and estimated time, merged onto defaults.yaml) and overlays.
+
+    Example: `tpv bench list`
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from tpv.bench.config import config_dir, list_configs, load_config
+    from tpv.bench.runner import run
+
+    console = Console(soft_wrap=True, highlight=False)
+    folder = config_dir()
+    if folder is None:
+        raise ConfigError(
+            "no shipped configs found: run from the repository root (benchmarks/configs) or set TPV_BENCH_CONFIGS"
+        )
+    table = Table(title=f"configs in {folder}", title_justify="left")
+    for col in ("name", "experiment", "cells", "estimate", "description"):
+        table.add_column(col)
+    for path in list_configs():
+        raw = _read_raw(path)
+        description = str(raw.get("description") or "")
+        if path.stem == "defaults":
+            table.add_row("defaults", "-", "-", "-", "shared settings every config is merged onto")
+        elif "experiment" not in raw:
+            table.add_row(path.stem, "(overlay)", "-", "-", description)
+        else:
+            try:
+                config, _ = load_config(path)
+                plan = run(config, "/nonexistent-tpv-bench-out", dry_run=True)
+            except ConfigError as exc:
+                table.add_row(path.stem, str(raw["experiment"]), "-", "-", f"cannot plan here: {exc}")
+                continue
+            table.add_row(
+                path.stem, config.experiment, str(len(plan.cells)), _fmt_seconds(plan.estimate_s), description
+            )
+    console.print(table)
+    console.print("Run one with `tpv bench run NAME [OVERLAY ...]`, e.g. `tpv bench run fewshot gpu`.")

@@ -1,0 +1,154 @@
+"""Class scores from one forward pass: rank classification over the label words (internal).
+
+:class:`Scorer` wraps a PEFT prompt-tuning model (or a plain model, scored with no prompt) and returns, for each
+row of a batch, one logit per class:
+
+* **causal LM**: the soft prompt comes first and attention is causal, so the prompt's hidden states, keys and
+  values are the same for every row: the backbone (``model.base_model``, without its LM head) runs the prompt
+  **once per batch** (batch size 1) into a key/value cache, then the rows' tokens attend to it, at the positions
+  they would have after the prompt. Gradients flow back through the cache into the prompt. The result equals
+  PEFT's forward (prompt prepended to every row's embeddings) up to float rounding, for a fraction of the work:
+  ``P + B*T`` positions instead of ``B*(P + T)``. The hidden state at each row's **last real token** is gathered
+  and only the label words' rows of the LM head are applied: ``(B, D) @ (D, C)``. No logits are computed at any
+  other position or for any other token. Padding is on the right, so a row's positions do not depend on its
+  batch.
+* **seq2seq** (T5): PEFT's forward with a one-token decoder input (the decoder start token); the label words'
+  first tokens are read from the decoder's first position.
+* **seq-cls** (BERT): PEFT's forward; the classification head's logits are the class logits.
+
+Multi-token label words are scored by their **first token** (one forward pass); :func:`label_token_ids` refuses
+label words whose first tokens coincide. Ranking the label-word logits equals ranking their log-likelihoods, since
+``log_softmax`` over the vocabulary shifts every logit of a row by the same constant.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+__all__ = ["Kind", "Scorer", "infer_kind"]
+
+Kind = Literal["causal-lm", "seq2seq", "seq-cls"]
+
+
+def _unwrap(model: Any) -> Any:
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def is_peft(model: Any) -> bool:
+    """Whether ``model`` is a ``peft.PeftModel`` (checked without importing PEFT eagerly)."""
+    return callable(getattr(model, "get_prompt", None)) and hasattr(model, "peft_config")
+
+
+def infer_kind(model: Any) -> Kind:
+    """The task type of a model from its class: encoder-decoder, ``*ForSequenceClassification`` or causal LM."""
+    base = _unwrap(model)
+    if getattr(getattr(base, "config", None), "is_encoder_decoder", False):
+        return "seq2seq"
+    if type(base).__name__.endswith("ForSequenceClassification"):
+        return "seq-cls"
+    return "causal-lm"
+
+
+class Scorer(nn.Module):
+    """One logit per class for every row of a batch (see the module docstring).
+
+    Args:
+        model: a ``peft.PeftModel`` (prompt tuning) or a plain ``transformers`` model.
+        kind: ``"causal-lm"``, ``"seq2seq"`` or ``"seq-cls"``.
+        label_ids: first token id of each label word, shape ``(C,)`` (unused for ``"seq-cls"``).
+        share_prefix: causal LMs: compute the prompt's keys and values once per batch (see the module docstring);
+            ``False`` runs the prompt with every row, as PEFT does.
+    """
+
+    label_ids: torch.Tensor
+
+    def __init__(self, model: Any, kind: Kind, label_ids: list[int] | None, *, share_prefix: bool = True) -> None:
+        super().__init__()
+        self.share_prefix = share_prefix
+        self.model = model
+        self.kind = kind
+        self.register_buffer("label_ids", torch.tensor(label_ids or [], dtype=torch.long), persistent=False)
+        base = _unwrap(model)
+        self._peft = is_peft(model)
+        self._nvt = int(model.active_peft_config.num_virtual_tokens) if self._peft else 0
+        cap = getattr(base.config, "final_logit_softcapping", None)
+        self._softcap = float(cap) if cap else None
+        if kind == "seq2seq":
+            start = getattr(base.config, "decoder_start_token_id", None)
+            self._decoder_start = int(start if start is not None else (base.config.pad_token_id or 0))
+
+    # The full-vocabulary logits are only needed by the 'full-vocab' loss.
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, full_vocab: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Score a right-padded batch.
+
+        Args:
+            input_ids: shape ``(B, T)``.
+            attention_mask: shape ``(B, T)``, 1 on real tokens (each row's real tokens come first).
+            full_vocab: also return the logits over the whole vocabulary at the answer position.
+
+        Returns:
+            ``(class_logits, vocab_logits)``: shapes ``(B, C)`` and ``(B, V)`` (``None`` unless ``full_vocab``).
+        """
+        if self.kind == "causal-lm":
+            return self._causal(input_ids, attention_mask, full_vocab)
+        if self.kind == "seq2seq":
+            batch = input_ids.shape[0]
+            start = torch.full((batch, 1), self._decoder_start, dtype=torch.long, device=input_ids.device)
+            out = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=start, use_cache=False
+            )
+            logits = out.logits[:, -1]  # (B, V)
+            return logits.index_select(1, self.label_ids), (logits if full_vocab else None)
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        return out.logits, None  # (B, C)
+
+    def _causal(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, full_vocab: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        base = _unwrap(self.model)
+        backbone = base.base_model
+        embeds = base.get_input_embeddings()(input_ids)  # (B, T, D), Gemma's sqrt(D) scale included
+        batch = input_ids.shape[0]
+        if self._peft and self.share_prefix:
+            # The prompt comes first and attention is causal, so its keys and values do not depend on the text:
+            # compute them once for the batch (batch 1) and let every row attend to them.
+            from transformers import DynamicCache
+
+            prompt = self.model.get_prompt(batch_size=1).to(embeds.dtype)  # (1, P, D)
+            cache = DynamicCache(config=base.config)
+            backbone(inputs_embeds=prompt, past_key_values=cache, use_cache=True)
+            cache.batch_repeat_interleave(batch)  # (B, heads, P, head_dim) per layer, differentiable
+            ones = torch.ones((batch, self._nvt), dtype=attention_mask.dtype, device=attention_mask.device)
+            mask = torch.cat((ones, attention_mask), dim=1)  # (B, P + T)
+            out = backbone(inputs_embeds=embeds, attention_mask=mask, past_key_values=cache, use_cache=True)
+            hidden = out.last_hidden_state  # (B, T, D), text positions P .. P + T - 1
+            last = attention_mask.sum(dim=1) - 1  # (B,) each row's last real token
+        else:
+            mask = attention_mask
+            if self._peft:
+                prompt = self.model.get_prompt(batch_size=batch).to(embeds.dtype)  # (B, P, D)
+                embeds = torch.cat((prompt, embeds), dim=1)  # (B, P + T, D)
+                ones = torch.ones((batch, self._nvt), dtype=mask.dtype, device=mask.device)
+                mask = torch.cat((ones, mask), dim=1)  # (B, P + T)
+            hidden = backbone(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
+            last = mask.sum(dim=1) - 1  # (B,)
+        h = hidden[torch.arange(batch, device=hidden.device), last]  # (B, D)
+        head = base.get_output_embeddings()
+        weight, bias = head.weight, getattr(head, "bias", None)
+        if full_vocab:
+            vocab = self._cap(nn.functional.linear(h, weight, bias))  # (B, V)
+            return vocab.index_select(1, self.label_ids), vocab
+        w = weight.index_select(0, self.label_ids)  # (C, D)
+        b = bias.index_select(0, self.label_ids) if bias is not None else None
+        return self._cap(nn.functional.linear(h, w, b)), None  # (B, C)
+
+    def _cap(self, logits: torch.Tensor) -> torch.Tensor:
+        if self._softcap is None:
+            return logits
+        return torch.tanh(logits / self._softcap) * self._softcap
