@@ -290,6 +290,7 @@ def test_saved_adapter_loads_in_a_process_without_tpv(tmp_path: Path) -> None:
 import sys
 sys.modules["tpv"] = None  # any attempt to import tpv now raises ImportError
 import torch
+torch.set_num_threads({torch.get_num_threads()})  # the same thread count as this process: bit-identical matmuls
 from peft import PeftModel
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM

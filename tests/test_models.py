@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -256,9 +255,7 @@ def test_smollm2_conversion_and_cached_reload_give_identical_logits(
 
     monkeypatch.setattr(tm, "_load_gguf", keep)
     converted = tm.load_model("smollm2-135m")  # converts into the private cache
-    start = time.perf_counter()
     cached = tm.load_model("smollm2-135m")
-    cached_s = time.perf_counter() - start
     (reference,) = gguf_models
     tok = tm.load_tokenizer("smollm2-135m")
     assert type(cached).__name__ == "LlamaForCausalLM" and cached.config.hidden_size == 576
@@ -269,7 +266,6 @@ def test_smollm2_conversion_and_cached_reload_give_identical_logits(
         expected = reference.eval()(**batch).logits
         assert torch.equal(converted(**batch).logits, expected)
         assert torch.equal(cached(**batch).logits, expected)
-    assert cached_s < 30  # a plain safetensors folder, not a de-quantization (~1 s on an idle machine)
 
 
 @pytest.mark.slow
