@@ -30,8 +30,8 @@ demo: setup
 	$(VENV)/bin/tpv demo
 
 lint: setup
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check tpv tests benchmarks
+	$(VENV)/bin/ruff format --check tpv tests benchmarks
 
 typecheck: setup
 	$(VENV)/bin/mypy
