@@ -132,6 +132,30 @@ def step_flops(dims: dict[str, int], prefix: int, rows: list[int], head: int) ->
 # -- (1) the plain pipeline -------------------------------------------------------------------------------------
 
 
+def generate_predictions(
+    peft_model: Any, tok: Any, examples: list[Any], words: tuple[str, ...], batch_size: int
+) -> tuple[list[int], float, int]:
+    """Greedy generation (left padding) + exact match of the decoded label word; -1 for an invalid answer."""
+    tok.padding_side = "left"
+    peft_model.eval()
+    eos = tok.eos_token_id
+    max_new = max(len(tok(w, add_special_tokens=False)["input_ids"]) for w in words) + 1
+    preds: list[int] = []
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start : start + batch_size]
+            enc = tok([ex.text for ex in chunk], return_tensors="pt", padding=True)
+            gen = peft_model.generate(
+                input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], max_new_tokens=max_new,
+                do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=eos,
+            )  # fmt: skip
+            for seq_ids in gen[:, enc["input_ids"].shape[1] :]:
+                text = tok.decode(seq_ids, skip_special_tokens=True).strip()
+                preds.append(next((i for i, w in enumerate(words) if text == w.strip()), -1))
+    return preds, time.perf_counter() - t0, max_new
+
+
 def plain_pipeline(model: Any, tok: Any, origin: Any, train: list[Any], val: list[Any], words: tuple[str, ...],
                    args: argparse.Namespace, mem: PeakRSS, dims: dict[str, int]) -> dict[str, Any]:  # fmt: skip
     from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -207,26 +231,10 @@ def plain_pipeline(model: Any, tok: Any, origin: Any, train: list[Any], val: lis
         "flops_per_step": flops,
         "achieved_gflops": flops / steady_s / 1e9,
     }
-    # evaluation: generate + exact match, left padding, batches of eval_batch_size
-    tok.padding_side = "left"
-    peft_model.eval()
-    preds: list[int] = []
+    # evaluation: generate + exact match, left padding, batches of gen_batch_size
     mem_eval: dict[str, Any] = {}
-    with mem.phase(mem_eval), torch.inference_mode():
-        t0 = time.perf_counter()
-        max_new = max(len(tok(w, add_special_tokens=False)["input_ids"]) for w in words) + 1
-        for start in range(0, len(val), args.gen_batch_size):
-            chunk = val[start : start + args.gen_batch_size]
-            enc = tok([ex.text for ex in chunk], return_tensors="pt", padding=True)
-            gen = peft_model.generate(
-                input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], max_new_tokens=max_new,
-                do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=eos,
-            )  # fmt: skip
-            new = gen[:, -max_new:]
-            for seq_ids in new:
-                text = tok.decode(seq_ids, skip_special_tokens=True).strip()
-                preds.append(next((i for i, w in enumerate(words) if text == w.strip()), -1))
-        seconds = time.perf_counter() - t0
+    with mem.phase(mem_eval):
+        preds, seconds, max_new = generate_predictions(peft_model, tok, val, words, args.gen_batch_size)
     labels = [ex.label for ex in val]
     record["eval"] = {
         "method": f"generate (greedy, {max_new} new tokens, left padding, batch {args.gen_batch_size}) + exact match",
@@ -235,6 +243,7 @@ def plain_pipeline(model: Any, tok: Any, origin: Any, train: list[Any], val: lis
         "examples_per_s": len(val) / seconds,
         "accuracy": sum(int(p == y) for p, y in zip(preds, labels)) / len(val),
         "invalid": sum(int(p == -1) for p in preds),
+        "predictions": preds,
         "peak_rss_mb": mem_eval["peak_rss_mb"],
         "cpu_seconds": mem_eval["cpu_seconds"],
     }
@@ -318,7 +327,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{doc['environment']['torch_threads']} torch thread(s), "
         f"torch {doc['environment']['torch']}; load average at start {doc['load_average'][0]:.1f}, at end "
         f"{doc['load_average'][1]:.1f} (the machine is shared).  ",
-        f"Measured 2048x2048 matmul: fp32 {fp32:.1f} GFLOP/s; bf16 {doc['matmul']['bf16']['gflops']:.1f} GFLOP/s "
+        f"Measured 2048x2048 matmul (best of the start and the end of the run): fp32 {fp32:.1f} GFLOP/s; bf16 "
+        f"{doc['matmul']['bf16']['gflops']:.1f} GFLOP/s "
         f"({'native' if doc['matmul']['bf16']['native'] else 'emulated, no AVX512-BF16/AMX; measured at 512'}).",
         "",
         "| pipeline | train steps/s | s/step (steady) | CPU s/step | train peak RSS (MB) | GFLOP/step | achieved "
@@ -338,10 +348,25 @@ def markdown(doc: dict[str, Any]) -> str:
     if extra:
         lines += [
             "",
-            "Same prompt (the plain pipeline's), two evaluators: generate + exact match "
-            f"{extra['generate_accuracy']:.3f} at {extra['generate_examples_per_s']:.1f} examples/s; rank "
-            f"classification {extra['rank_accuracy']:.3f} at {extra['rank_examples_per_s']:.1f} examples/s "
-            f"({extra['speedup']:.1f}x).",
+            "Same prompt (the plain pipeline's), three evaluators:",
+            "",
+            "| evaluator | examples/s | accuracy | invalid answers |",
+            "|---|---:|---:|---:|",
+            f"| generate + exact match, batches of {doc['config']['gen_batch_size']} (left padding) | "
+            f"{extra['generate_examples_per_s']:.1f} | {extra['generate_accuracy']:.3f} | "
+            f"{doc['runs'][0]['eval']['invalid']} |",
+            f"| generate + exact match, one example at a time (no padding) | "
+            f"{extra['generate_unpadded_examples_per_s']:.1f} | {extra['generate_unpadded_accuracy']:.3f} | "
+            f"{extra['generate_unpadded_invalid']} |",
+            f"| tpv rank classification, batches of {doc['config']['eval_batch_size']} | "
+            f"{extra['rank_examples_per_s']:.1f} | {extra['rank_accuracy']:.3f} | 0 |",
+            "",
+            "Rank classification agrees with unpadded generation on "
+            f"{100 * extra['rank_agrees_with_unpadded_generate']:.1f} % of the examples where generation gives a "
+            "valid answer, and with left-padded batched generation on "
+            f"{100 * extra['rank_agrees_with_padded_generate']:.1f} %: PEFT's prompt-tuning generation ignores "
+            "position ids, so left padding moves the prompt away from the text and changes the logits (up to 1.6 "
+            "logits measured on SmolLM2); tpv pads on the right and equals PEFT's unpadded forward pass to 3e-5.",
         ]
     s = doc["summary"]
     lines += [
@@ -352,7 +377,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"(steady s/step {s['train_speedup_steady']:.1f}x) "
         f"at accuracy {s['tpv_accuracy']:.3f} vs {s['plain_accuracy']:.3f}: "
         f"{'met' if s['train_target_met'] else 'MISSED'}",
-        f"- evaluation >= 3x generate-and-match with the same accuracy: **{s['eval_speedup']:.1f}x**: "
+        f"- evaluation >= 3x generate-and-match with the same accuracy (as unpadded generation): "
+        f"**{s['eval_speedup']:.1f}x**: "
         f"{'met' if s['eval_target_met'] else 'MISSED'}",
         f"- >= 50 % of measured matmul FLOP/s in the training step: **{s['flops_fraction'] * 100:.0f} %** of fp32: "
         f"{'met' if s['flops_target_met'] else 'MISSED'}",
@@ -385,8 +411,16 @@ def analysis(doc: dict[str, Any]) -> str:
         "it never produces an invalid answer.",
         f"The training step achieves {tpv['achieved_gflops']:.1f} GFLOP/s of useful work "
         f"({100 * tpv['achieved_gflops'] / fp32:.0f} % of the {fp32:.1f} GFLOP/s fp32 matmul measured in the same "
-        "process); the matmuls of a 135M model on short sequences (a few hundred rows) are smaller than 2048^3, and "
-        "norms, attention softmax, RoPE and the autograd bookkeeping are memory-bound.",
+        "process; padding included "
+        f"{tpv['achieved_gflops_incl_padding']:.1f}). "
+        + (
+            "Above 100 % means the machine ran faster during the step than during the matmul measurement (other "
+            "jobs come and go): read it as 'at the matmul peak'. "
+            if tpv["achieved_gflops"] > fp32
+            else ""
+        )
+        + "The step is dominated by the backbone's matmuls over a few hundred rows; norms, softmax, RoPE and the "
+        "autograd bookkeeping are the rest.",
     ]
     if not doc["matmul"]["bf16"]["native"]:
         parts.append(
@@ -407,9 +441,19 @@ def analysis(doc: dict[str, Any]) -> str:
             "inflated and noisy; both pipelines ran in the same process under the same load, so the ratios hold better "
             "than the absolute figures."
         )
-    missed = [k for k in ("train_target_met", "eval_target_met", "flops_target_met") if not s[k]]
-    if missed:
-        parts.append("Missed: " + ", ".join(m.replace("_target_met", "") for m in missed) + " (see the numbers above).")
+    if not s["eval_target_met"]:
+        parts.append(
+            f"Evaluation target missed ({s['eval_speedup']:.1f}x): the baseline generates only the label word and "
+            "EOS (2 new tokens, the most favourable setting for it), so generation costs about one forward pass per "
+            "example with the prompt run per row and the batch left-padded to its longest review; rank "
+            "classification saves the per-row prompt and most padding, about 3-3.5x fewer FLOPs, and runs them a "
+            "little less efficiently (one small prompt pass per batch, cache bookkeeping). On this shared machine "
+            "the ratio moves by +-20 % between runs."
+        )
+    if not s["train_target_met"]:
+        parts.append("Training target missed: see the speed and accuracy columns above.")
+    if not s["flops_target_met"]:
+        parts.append("FLOP/s target missed: see the achieved GFLOP/s column above.")
     return "\n\n".join(parts)
 
 
@@ -426,7 +470,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gen-batch-size", type=int, default=8)
     parser.add_argument("--plain-length", type=int, default=128, help="fixed padded length of the plain pipeline")
     parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--losses", default="label-words,full-vocab")
+    parser.add_argument("--losses", default="full-vocab,label-words", help="the first is the default's row")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 4 steps, 16 eval examples")
@@ -457,13 +501,19 @@ def main(argv: list[str] | None = None) -> None:
     from tpv.engine import evaluate
 
     cross = evaluate(plain_model, tok, val, label_words=words, batch_size=args.eval_batch_size,
-                     max_length=args.max_length)  # fmt: skip
+                     max_length=args.max_length, return_predictions=True)  # fmt: skip
+    # the same prompt generated one example at a time (no padding): the prompt's own greedy answers
+    single, single_s, _ = generate_predictions(plain_model, tok, val, words, 1)
     del plain_model
     for loss in args.losses.split(","):
         rec = tpv_pipeline(model, tok, origin, data.train, val, words, args, mem, dims, loss)
         rec.pop("model")
         runs.append(rec)
     mem.close()
+    for key, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):  # the peak: best of start and end
+        again = matmul_flops(dtype)
+        matmul[key]["gflops_start"], matmul[key]["gflops_end"] = matmul[key]["gflops"], again["gflops"]
+        matmul[key]["gflops"] = max(matmul[key]["gflops"], again["gflops"])
 
     plain, best = runs[0], runs[1]
     summary = {
@@ -475,7 +525,8 @@ def main(argv: list[str] | None = None) -> None:
         "flops_fraction": best["train"]["achieved_gflops"] / matmul["fp32"]["gflops"],
     }
     summary["train_target_met"] = summary["train_speedup"] >= 3 and summary["tpv_accuracy"] >= summary["plain_accuracy"]
-    summary["eval_target_met"] = summary["eval_speedup"] >= 3 and cross["accuracy"] >= plain["eval"]["accuracy"]
+    unpadded = sum(int(p == e.label) for p, e in zip(single, val)) / len(val)
+    summary["eval_target_met"] = summary["eval_speedup"] >= 3 and cross["accuracy"] >= unpadded
     summary["flops_target_met"] = summary["flops_fraction"] >= 0.5
     doc: dict[str, Any] = {
         "command": command,
@@ -502,8 +553,19 @@ def main(argv: list[str] | None = None) -> None:
         "cross_eval": {
             "generate_accuracy": plain["eval"]["accuracy"],
             "generate_examples_per_s": plain["eval"]["examples_per_s"],
+            "generate_unpadded_accuracy": sum(int(p == e.label) for p, e in zip(single, val)) / len(val),
+            "generate_unpadded_invalid": sum(int(p == -1) for p in single),
+            "generate_unpadded_examples_per_s": len(val) / single_s,
             "rank_accuracy": cross["accuracy"],
             "rank_examples_per_s": cross["examples_per_s"],
+            "rank_agrees_with_unpadded_generate": sum(
+                int(p == q) for p, q in zip(cross["predictions"], single) if q != -1
+            )
+            / max(1, sum(int(q != -1) for q in single)),
+            "rank_agrees_with_padded_generate": sum(
+                int(p == q) for p, q in zip(cross["predictions"], plain["eval"]["predictions"]) if q != -1
+            )
+            / max(1, sum(int(q != -1) for q in plain["eval"]["predictions"])),
             "speedup": summary["eval_speedup"],
         },
         "summary": summary,

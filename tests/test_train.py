@@ -118,15 +118,15 @@ def test_loss_decreases_on_learnable_toy(tiny: Any) -> None:
     run = train(model, tok, data, label_words=WORDS, validation=data, steps=30, lr=0.05, eval_every=10, **FAST)
     losses = [h["loss"] for h in run.history]
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
-    assert run.best_score == 1.0
+    assert run.best_score is not None and run.best_score >= 0.9
     assert run.vector.terms == {"task": 1.0}
     assert torch.equal(run.vector.apply_to(run.origin), run.prompt)
 
 
-def test_full_vocab_loss_trains(tiny: Any) -> None:
-    """The full-vocabulary loss also learns the toy task."""
+def test_label_words_loss_trains(tiny: Any) -> None:
+    """The label-words loss (cross-entropy over the label words only) also learns the toy task."""
     model, tok = learnable(tiny)
-    run = train(model, tok, toy(), label_words=WORDS, steps=30, lr=0.05, loss="full-vocab", **FAST)
+    run = train(model, tok, toy(), label_words=WORDS, steps=30, lr=0.05, loss="label-words", **FAST)
     losses = [h["loss"] for h in run.history]
     assert losses[-1] < losses[0]
 

@@ -268,15 +268,15 @@ def run_demo(
         after = float(run.best_score) if run.best_score is not None else before
         vectors[task] = run.vector
         row = DemoRow(
-            "source",
-            task,
-            "origin",
-            task_data.spec.metric,
-            before,
-            after,
-            len(task_data.train),
-            run.steps,
-            time.perf_counter() - t0,
+            stage="source",
+            task=task,
+            init="origin",
+            metric=task_data.spec.metric,
+            before=before,
+            after=after,
+            train_examples=len(task_data.train),
+            steps=run.steps,
+            seconds=time.perf_counter() - t0,
         )
         rows.append(row)
         say(f"source {task}: {row.metric} {before:.3f} -> {after:.3f} in {row.seconds:.0f} s")
@@ -316,15 +316,15 @@ def run_demo(
         )
         after = score(run.model, target_data.test, target_data)
         row = DemoRow(
-            "target",
-            target,
-            label,
-            target_data.spec.metric,
-            before,
-            after,
-            len(shots_train),
-            run.steps,
-            time.perf_counter() - t0,
+            stage="target",
+            task=target,
+            init=label,
+            metric=target_data.spec.metric,
+            before=before,
+            after=after,
+            train_examples=len(shots_train),
+            steps=run.steps,
+            seconds=time.perf_counter() - t0,
         )
         rows.append(row)
         say(f"target {target} from {label}: {row.metric} {before:.3f} -> {after:.3f} in {row.seconds:.0f} s")

@@ -86,7 +86,7 @@ def train_command(
     num_virtual_tokens: Annotated[Optional[int], typer.Option(help=_help["num_virtual_tokens"])] = None,  # noqa: UP045
     init: Annotated[str, typer.Option(help=_help["init"])] = "first-n-vocab",
     origin_seed: Annotated[int, typer.Option(help=_help["origin_seed"])] = 0,
-    loss: Annotated[str, typer.Option(help=_help["loss"])] = "label-words",
+    loss: Annotated[str, typer.Option(help=_help["loss"])] = "full-vocab",
     origin: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option(help="Start from this origin file (so vectors of several tasks share it)."),

@@ -294,7 +294,7 @@ class _Evaluator:
         preds = logits.argmax(dim=1)  # (N,)
         loss = float(torch.nn.functional.cross_entropy(logits, labels))
         pred_list, label_list = preds.tolist(), labels.tolist()
-        accuracy = float((preds == labels).float().mean())
+        accuracy = int((preds == labels).sum()) / len(label_list)
         score = compute_metric(self.metric, pred_list, label_list) if self.metric != "accuracy" else accuracy
         result: dict[str, Any] = {
             "metric": self.metric,
@@ -547,8 +547,6 @@ def _setup(
             "model is already a PeftModel; pass the plain transformers model (peft_model.get_base_model()) and "
             "the prompt to start from as init="
         )
-    if cfg.loss == "full-vocab" and kind == "seq-cls":
-        raise ConfigError("TrainConfig.loss='full-vocab': a classification head has no vocabulary; use 'label-words'")
     words, num_labels = _verbalizer(kind, model, label_words)
     texts, labels = check_examples(train_examples, num_labels=num_labels, label_words=words, what="train_examples")
     val_items = list(validation) if validation is not None else []
