@@ -200,6 +200,10 @@ def plot_curves(
             ax.fill_between(xs, [m - s for m, s in zip(ms, ss)], [m + s for m, s in zip(ms, ss)], alpha=0.15,
                             color=line.get_color())  # fmt: skip
         ax.set_xscale("symlog", linthresh=5)
+        ticks = sorted({p[0] for points in curves.values() for p in points})
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([f"{t:g}" for t in ticks])
+        ax.minorticks_off()
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(title)

@@ -88,7 +88,11 @@ def run_command(
         typer.Option("--address", help="Ray cluster address (auto, ray://host:10001); default: a local instance."),
     ] = None,
     out: Annotated[
-        Path, typer.Option("--out", help="Results root: cells in OUT/cells, the report in OUT/<name>.")
+        Path,
+        typer.Option(
+            "--out",
+            help="Results root: cells in OUT/cells, the report in OUT/NAME (NAME: the config files joined by -).",
+        ),
     ] = Path("benchmarks/results"),
     overrides: Annotated[
         Optional[list[str]],  # noqa: UP045
