@@ -8,7 +8,6 @@ every real token at the same position whatever its batch (so batched and one-by-
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -266,8 +265,3 @@ def collate(encoded: Sequence[Encoded], index: Sequence[int], *, pad_id: int) ->
         mask[j, :n] = 1
     labels = torch.tensor([r.label for r in rows], dtype=torch.long)  # (B,)
     return Batch(ids, mask, labels, torch.tensor(list(index), dtype=torch.long))
-
-
-def batches_per_epoch(n: int, batch_size: int) -> int:
-    """Number of batches in an epoch of ``n`` examples."""
-    return math.ceil(n / batch_size)
