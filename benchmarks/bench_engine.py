@@ -74,28 +74,45 @@ class PeakRSS:
     def phase(self, record: dict[str, Any]) -> Iterator[None]:
         gc.collect()
         self._peak = self._proc.memory_info().rss
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
         cpu = time.process_time()
         yield
         record["cpu_seconds"] = time.process_time() - cpu
         self._peak = max(self._peak, self._proc.memory_info().rss)
         record["peak_rss_mb"] = round(self._peak / 2**20, 1)
+        if torch.cuda.is_available():
+            record["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
     def close(self) -> None:
         self._stop.set()
 
 
-def matmul_flops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> dict[str, Any]:
-    """Measured FLOP/s of a ``size x size`` matmul (best of ``repeats``); bf16 without native support is sized down."""
-    native = dtype != torch.bfloat16 or cpu_has_native_bf16()
-    if not native:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_flops(dtype: torch.dtype, size: int = 2048, repeats: int = 5, device: str = "cpu") -> dict[str, Any]:
+    """Measured FLOP/s of a ``size x size`` matmul (best of ``repeats``); bf16 without native support is sized down.
+
+    On a GPU the product is 8192 x 8192 (2048 does not fill one) and timed between synchronizations.
+    """
+    dev = torch.device(device)
+    native = dtype != torch.bfloat16 or dev.type == "cuda" or cpu_has_native_bf16()
+    if dev.type == "cuda":
+        size, repeats = 8192, 10
+    elif not native:
         size, repeats = 512, 2  # emulated bf16 is slow: a 2048 product takes about a minute here
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
+    a = torch.randn(size, size, device=dev).to(dtype)
+    b = torch.randn(size, size, device=dev).to(dtype)
     a @ b
+    _sync(dev)
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
         a @ b
+        _sync(dev)
         best = min(best, time.perf_counter() - t)
     return {
         "dtype": str(dtype).replace("torch.", ""),
@@ -103,6 +120,11 @@ def matmul_flops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> dict
         "gflops": 2 * size**3 / best / 1e9,
         "native": native,
     }
+
+
+def _peak_key(precision: str) -> str:
+    """The matmul a run's FLOP/s are compared with: the one of its own precision."""
+    return "bf16" if precision == "bf16" else "fp32"
 
 
 def model_dims(model: Any) -> dict[str, int]:
@@ -145,7 +167,7 @@ def generate_predictions(
     with torch.inference_mode():
         for start in range(0, len(examples), batch_size):
             chunk = examples[start : start + batch_size]
-            enc = tok([ex.text for ex in chunk], return_tensors="pt", padding=True)
+            enc = tok([ex.text for ex in chunk], return_tensors="pt", padding=True).to(peft_model.device)
             gen = peft_model.generate(
                 input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], max_new_tokens=max_new,
                 do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=eos,
@@ -208,7 +230,8 @@ def plain_pipeline(model: Any, tok: Any, origin: Any, train: list[Any], val: lis
             logging_steps=max(1, args.steps // 5),
             save_strategy="no",
             report_to=[],
-            use_cpu=True,
+            use_cpu=args.device == "cpu",
+            bf16=args.precision == "bf16",
             seed=0,
             dataloader_num_workers=0,
             disable_tqdm=True,
@@ -245,6 +268,7 @@ def plain_pipeline(model: Any, tok: Any, origin: Any, train: list[Any], val: lis
         "invalid": sum(int(p == -1) for p in preds),
         "predictions": preds,
         "peak_rss_mb": mem_eval["peak_rss_mb"],
+        "peak_gpu_mb": mem_eval.get("peak_gpu_mb", 0.0),
         "cpu_seconds": mem_eval["cpu_seconds"],
     }
     record["model"] = peft_model
@@ -267,6 +291,7 @@ def tpv_pipeline(model: Any, tok: Any, origin: Any, train_set: list[Any], val: l
             model, tok, train_set, label_words=words, origin=origin, steps=args.steps, batch_size=args.batch_size,
             lr=args.lr, eval_every=0, loss=loss, max_length=args.max_length, progress=False, log_every=1,
             callback=lambda e: times.append(time.perf_counter()) if e.kind in ("start", "step") else None,
+            device=args.device, precision=args.precision,
         )  # fmt: skip
     steady = times[3:]  # drop the start event and the first step
     steady_s = (steady[-1] - steady[0]) / max(1, len(steady) - 1)
@@ -295,7 +320,7 @@ def tpv_pipeline(model: Any, tok: Any, origin: Any, train_set: list[Any], val: l
     mem_eval: dict[str, Any] = {}
     with mem.phase(mem_eval):
         result = evaluate(run.model, tok, val, label_words=words, batch_size=args.eval_batch_size,
-                          max_length=args.max_length)  # fmt: skip
+                          max_length=args.max_length, device=args.device, precision=args.precision)  # fmt: skip
     record["eval"] = {
         "method": f"rank classification (one forward pass, batch {args.eval_batch_size})",
         "examples": result["examples"],
@@ -303,6 +328,7 @@ def tpv_pipeline(model: Any, tok: Any, origin: Any, train_set: list[Any], val: l
         "examples_per_s": result["examples_per_s"],
         "accuracy": result["accuracy"],
         "peak_rss_mb": mem_eval["peak_rss_mb"],
+        "peak_gpu_mb": mem_eval.get("peak_gpu_mb", 0.0),
         "cpu_seconds": mem_eval["cpu_seconds"],
     }
     record["model"] = run.model
@@ -314,7 +340,10 @@ def tpv_pipeline(model: Any, tok: Any, origin: Any, train_set: list[Any], val: l
 
 def markdown(doc: dict[str, Any]) -> str:
     rows = doc["runs"]
-    fp32 = doc["matmul"]["fp32"]["gflops"]
+    key = _peak_key(doc["config"].get("precision", "fp32"))
+    fp32 = doc["matmul"][key]["gflops"]
+    size = doc["matmul"]["fp32"].get("size", 2048)
+    gpu = doc["environment"]["device"].startswith("cuda")
     lines = [
         "# Engine benchmark: tpv vs plain PEFT + Trainer",
         "",
@@ -327,22 +356,31 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{doc['environment']['torch_threads']} torch thread(s), "
         f"torch {doc['environment']['torch']}; load average at start {doc['load_average'][0]:.1f}, at end "
         f"{doc['load_average'][1]:.1f} (the machine is shared).  ",
-        f"Measured 2048x2048 matmul (best of the start and the end of the run): fp32 {fp32:.1f} GFLOP/s; bf16 "
-        f"{doc['matmul']['bf16']['gflops']:.1f} GFLOP/s "
-        f"({'native' if doc['matmul']['bf16']['native'] else 'emulated, no AVX512-BF16/AMX; measured at 512'}).",
+        f"Device {doc['environment']['device']}, precision {doc['config'].get('precision', 'fp32')}. "
+        f"Measured {size}x{size} matmul (best of the start and the end of the run): fp32 "
+        f"{doc['matmul']['fp32']['gflops']:.1f} GFLOP/s; bf16 {doc['matmul']['bf16']['gflops']:.1f} GFLOP/s "
+        f"({'native' if doc['matmul']['bf16']['native'] else 'emulated, no AVX512-BF16/AMX; measured at 512'}); "
+        f"FLOP/s shares below are of the {key} figure.",
         "",
         "| pipeline | train steps/s | s/step (steady) | CPU s/step | train peak RSS (MB) | GFLOP/step | achieved "
         "GFLOP/s (% of fp32 matmul) | eval method | eval examples/s | eval peak RSS (MB) | validation accuracy |",
         "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
+    if gpu:
+        lines[-2] = (
+            lines[-2]
+            .replace("train peak RSS (MB)", "train peak GPU memory (MB)")
+            .replace("eval peak RSS (MB)", "eval peak GPU memory (MB)")
+        )
     for r in rows:
         t, e = r["train"], r["eval"]
         pct = 100 * t["achieved_gflops"] / fp32
         cpu_step = r["cpu_seconds"] / doc["config"]["steps"]
         lines.append(
             f"| {r['name']} | {t['steps_per_s']:.3f} | {t['steady_s_per_step']:.2f} | {cpu_step:.2f} | "
-            f"{r['peak_rss_mb']:.0f} | {t['flops_per_step'] / 1e9:.0f} | {t['achieved_gflops']:.1f} ({pct:.0f} %) | "
-            f"{e['method']} | {e['examples_per_s']:.1f} | {e['peak_rss_mb']:.0f} | {e['accuracy']:.3f} |"
+            f"{r.get('peak_gpu_mb', 0) if gpu else r['peak_rss_mb']:.0f} | {t['flops_per_step'] / 1e9:.0f} | "
+            f"{t['achieved_gflops']:.1f} ({pct:.0f} %) | {e['method']} | {e['examples_per_s']:.1f} | "
+            f"{e.get('peak_gpu_mb', 0) if gpu else e['peak_rss_mb']:.0f} | {e['accuracy']:.3f} |"
         )
     extra = doc.get("cross_eval")
     if extra:
@@ -380,7 +418,7 @@ def markdown(doc: dict[str, Any]) -> str:
         f"- evaluation >= 3x generate-and-match with the same accuracy (as unpadded generation): "
         f"**{s['eval_speedup']:.1f}x**: "
         f"{'met' if s['eval_target_met'] else 'MISSED'}",
-        f"- >= 50 % of measured matmul FLOP/s in the training step: **{s['flops_fraction'] * 100:.0f} %** of fp32: "
+        f"- >= 50 % of measured matmul FLOP/s in the training step: **{s['flops_fraction'] * 100:.0f} %** of {key}: "
         f"{'met' if s['flops_target_met'] else 'MISSED'}",
         "",
         "## Analysis",
@@ -395,7 +433,8 @@ def analysis(doc: dict[str, Any]) -> str:
     """A short reading of the numbers: where the speed comes from, and why a missed target was missed."""
     s, runs = doc["summary"], doc["runs"]
     plain, tpv = runs[0]["train"], runs[1]["train"]
-    fp32 = doc["matmul"]["fp32"]["gflops"]
+    key = _peak_key(doc["config"].get("precision", "fp32"))
+    fp32 = doc["matmul"][key]["gflops"]
     parts = [
         f"Per step the plain loop pushes {plain['tokens_per_step']:.0f} token positions (every row padded to "
         f"{doc['config']['plain_length']} + {doc['config']['num_virtual_tokens']} virtual tokens) through the model "
@@ -410,7 +449,7 @@ def analysis(doc: dict[str, Any]) -> str:
         f"{doc['config']['eval_batch_size']} length-sorted examples with the head reduced to the label words, and "
         "it never produces an invalid answer.",
         f"The training step achieves {tpv['achieved_gflops']:.1f} GFLOP/s of useful work "
-        f"({100 * tpv['achieved_gflops'] / fp32:.0f} % of the {fp32:.1f} GFLOP/s fp32 matmul measured in the same "
+        f"({100 * tpv['achieved_gflops'] / fp32:.0f} % of the {fp32:.1f} GFLOP/s {key} matmul measured in the same "
         "process; padding included "
         f"{tpv['achieved_gflops_incl_padding']:.1f}). "
         + (
@@ -474,11 +513,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 4 steps, 16 eval examples")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (CUDA when available)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="both pipelines use it")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.eval_examples = 4, 16
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     command = "python benchmarks/bench_engine.py " + " ".join(argv if argv is not None else sys.argv[1:])
 
     from tpv.adapters import make_origin
@@ -487,11 +530,12 @@ def main(argv: list[str] | None = None) -> None:
 
     load_start = os.getloadavg()[0]
     mem = PeakRSS()
-    matmul = {"fp32": matmul_flops(torch.float32), "bf16": matmul_flops(torch.bfloat16)}
+    matmul = {"fp32": matmul_flops(torch.float32, device=args.device),
+              "bf16": matmul_flops(torch.bfloat16, device=args.device)}  # fmt: skip
     data = load_task(args.task, seed=0)
     words = tuple(data.spec.label_words)
     val = data.validation[: args.eval_examples]
-    model = load_model(args.model)
+    model = load_model(args.model).to(args.device)
     tok = load_tokenizer(args.model)
     dims = model_dims(model)
     origin = make_origin(model, "first-n-vocab", num_virtual_tokens=args.num_virtual_tokens, seed=0)
@@ -501,7 +545,8 @@ def main(argv: list[str] | None = None) -> None:
     from tpv.engine import evaluate
 
     cross = evaluate(plain_model, tok, val, label_words=words, batch_size=args.eval_batch_size,
-                     max_length=args.max_length, return_predictions=True)  # fmt: skip
+                     max_length=args.max_length, return_predictions=True, device=args.device,
+                     precision=args.precision)  # fmt: skip
     # the same prompt generated one example at a time (no padding): the prompt's own greedy answers
     single, single_s, _ = generate_predictions(plain_model, tok, val, words, 1)
     del plain_model
@@ -511,7 +556,7 @@ def main(argv: list[str] | None = None) -> None:
         runs.append(rec)
     mem.close()
     for key, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):  # the peak: best of start and end
-        again = matmul_flops(dtype)
+        again = matmul_flops(dtype, device=args.device)
         matmul[key]["gflops_start"], matmul[key]["gflops_end"] = matmul[key]["gflops"], again["gflops"]
         matmul[key]["gflops"] = max(matmul[key]["gflops"], again["gflops"])
 
@@ -522,7 +567,7 @@ def main(argv: list[str] | None = None) -> None:
         "eval_speedup": cross["examples_per_s"] / plain["eval"]["examples_per_s"],
         "plain_accuracy": plain["eval"]["accuracy"],
         "tpv_accuracy": best["eval"]["accuracy"],
-        "flops_fraction": best["train"]["achieved_gflops"] / matmul["fp32"]["gflops"],
+        "flops_fraction": best["train"]["achieved_gflops"] / matmul[_peak_key(args.precision)]["gflops"],
     }
     summary["train_target_met"] = summary["train_speedup"] >= 3 and summary["tpv_accuracy"] >= summary["plain_accuracy"]
     unpadded = sum(int(p == e.label) for p, e in zip(single, val)) / len(val)
@@ -544,8 +589,10 @@ def main(argv: list[str] | None = None) -> None:
             "eval_batch_size": args.eval_batch_size,
             "gen_batch_size": args.gen_batch_size,
             "origin": origin.id,
+            "device": args.device,
+            "precision": args.precision,
         },
-        "environment": environment(torch.device("cpu"), "fp32"),
+        "environment": environment(torch.device(args.device), args.precision),
         "load_average": [load_start, os.getloadavg()[0]],
         "model_dims": dims,
         "matmul": matmul,
@@ -573,6 +620,8 @@ def main(argv: list[str] | None = None) -> None:
     doc["analysis"] = analysis(doc)
     args.out.mkdir(parents=True, exist_ok=True)
     name = "engine_quick" if args.quick else "engine"
+    if args.device != "cpu":
+        name += f"_{args.device.split(':')[0]}_{args.precision}"
     atomic_write_text(args.out / f"{name}.json", json.dumps(doc, indent=1, default=str) + "\n")
     atomic_write_text(args.out / f"{name}.md", markdown(doc))
     print(markdown(doc))

@@ -106,9 +106,15 @@ def environment() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "cpu_native_bf16": cpu_has_native_bf16(),
         "cuda": torch.cuda.is_available(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "platform": platform.platform(),
     }
+
+
+def _device_words(report: dict[str, Any]) -> str:
+    env = report["environment"]
+    return f"GPU ({env['gpu']})" if env.get("gpu") else "CPU"
 
 
 def run_task(spec: TaskSpec, args: argparse.Namespace, tokenizer: Any) -> dict[str, Any]:
@@ -134,6 +140,7 @@ def run_task(spec: TaskSpec, args: argparse.Namespace, tokenizer: Any) -> dict[s
         batch_size=args.eval_batch_size,
         max_length=args.max_length,
         precision=args.precision,
+        device=args.device,
     )
     del peft_model, model
 
@@ -148,7 +155,7 @@ def run_task(spec: TaskSpec, args: argparse.Namespace, tokenizer: Any) -> dict[s
         save_every=0,
         seed=args.seed,
         precision=args.precision,
-        device="cpu",
+        device=args.device,
         max_length=args.max_length,
         log_every=max(1, args.eval_every),
     )
@@ -174,6 +181,7 @@ def run_task(spec: TaskSpec, args: argparse.Namespace, tokenizer: Any) -> dict[s
         batch_size=args.eval_batch_size,
         max_length=args.max_length,
         precision=args.precision,
+        device=args.device,
     )
     counts = {str(lab): sum(1 for e in test if int(e.label) == lab) for lab in range(len(words))}
     return {
@@ -228,7 +236,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         "",
         f"Command: `{report['command']}`",
         "",
-        f"Model `{MODEL}` (SmolLM2-135M-Instruct), CPU, precision {cfg['precision']} "
+        f"Model `{MODEL}` (SmolLM2-135M-Instruct), {_device_words(report)}, precision {cfg['precision']} "
         f"(ran as {next(iter(done.values()))['precision'] if done else '?'}), "
         f"{report['environment']['torch_threads']} torch threads, load average at start "
         f"{report['environment']['load_average'][0]}. Zero-shot = the instruction below each task as a text-init "
@@ -286,17 +294,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="*", default=[], help="offline task names (default: all)")
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=0.3)
-    parser.add_argument("--eval-every", type=int, default=20)
+    parser.add_argument("--lr", type=float, default=0.03)
+    parser.add_argument("--eval-every", type=int, default=25)
     parser.add_argument(
-        "--val-examples", type=int, default=64, help="validation subset scored during training; 0: none, keep the last"
+        "--val-examples", type=int, default=100, help="validation subset scored during training; 0: none, keep the last"
     )
-    parser.add_argument("--test-examples", type=int, default=200)
+    parser.add_argument("--test-examples", type=int, default=500)
     parser.add_argument("--eval-batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (CUDA when available)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--stop-after", default=None, help="HH:MM UTC: start no new task after this time")
@@ -304,6 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--markdown-only", action="store_true", help="only rewrite the Markdown from the JSON in --out")
     parser.add_argument("--redo", action="store_true", help="rerun tasks already in the JSON")
     args = parser.parse_args(argv)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.threads:
         torch.set_num_threads(args.threads)
     skip = ("tasks", "stop_after", "redo", "threads", "out", "markdown_only")

@@ -353,6 +353,22 @@ def test_shared_prefix_equals_prompt_per_row(tiny: Any, kind: str) -> None:
     assert torch.allclose(results[0][1], results[1][1], atol=1e-5)
 
 
+def test_scorer_shares_the_prefix_on_cpu_only(tiny: Any) -> None:
+    """The default picks by device: one prompt pass per batch on CPU, the prompt with every row on a GPU."""
+    from tpv.adapters import init_prompt_tuning
+    from tpv.engine.scoring import Scorer
+    from tpv.origin import Origin
+
+    model, _ = tiny("llama")
+    dim = model.get_input_embeddings().weight.shape[1]
+    peft_model = init_prompt_tuning(model, Origin.gaussian(3, dim, seed=0))
+    auto = Scorer(peft_model, "causal-lm", [4, 5])
+    assert auto.shares_prefix(torch.device("cpu")) is True
+    assert auto.shares_prefix(torch.device("cuda")) is False
+    forced = Scorer(peft_model, "causal-lm", [4, 5], share_prefix=True)
+    assert forced.shares_prefix(torch.device("cuda")) is True
+
+
 def test_evaluate_plain_model_without_prompt(tiny: Any) -> None:
     """A plain (non-PEFT) model is scored with no prompt."""
     model, tok = tiny("llama")

@@ -8,10 +8,12 @@ row of a batch, one logit per class:
   **once per batch** (batch size 1) into a key/value cache, then the rows' tokens attend to it, at the positions
   they would have after the prompt. Gradients flow back through the cache into the prompt. The result equals
   PEFT's forward (prompt prepended to every row's embeddings) up to float rounding, for a fraction of the work:
-  ``P + B*T`` positions instead of ``B*(P + T)``. The hidden state at each row's **last real token** is gathered
-  and only the label words' rows of the LM head are applied: ``(B, D) @ (D, C)``. No logits are computed at any
-  other position or for any other token. Padding is on the right, so a row's positions do not depend on its
-  batch.
+  ``P + B*T`` positions instead of ``B*(P + T)``. That pays on CPUs, where a step is bound by FLOPs; on a GPU the
+  step of a small model is bound by kernel launches and two backbone passes cost more than one, so there the
+  prompt is prepended to every row (``share_prefix=None`` picks by device). The hidden state at each row's
+  **last real token** is gathered and only the label words' rows of the LM head are applied:
+  ``(B, D) @ (D, C)``. No logits are computed at any other position or for any other token. Padding is on the
+  right, so a row's positions do not depend on its batch.
 * **seq2seq** (T5): PEFT's forward with a one-token decoder input (the decoder start token); the label words'
   first tokens are read from the decoder's first position.
 * **seq-cls** (BERT): PEFT's forward; the classification head's logits are the class logits.
@@ -61,12 +63,16 @@ class Scorer(nn.Module):
         kind: ``"causal-lm"``, ``"seq2seq"`` or ``"seq-cls"``.
         label_ids: first token id of each label word, shape ``(C,)`` (unused for ``"seq-cls"``).
         share_prefix: causal LMs: compute the prompt's keys and values once per batch (see the module docstring);
-            ``False`` runs the prompt with every row, as PEFT does.
+            ``False`` runs the prompt with every row, as PEFT does. ``None`` (the default) shares on CPU, where the
+            step is bound by FLOPs, and not on a GPU, where it is bound by kernel launches and one backbone pass
+            beats two (measured on an H100: see ``benchmarks/results/gpu/``).
     """
 
     label_ids: torch.Tensor
 
-    def __init__(self, model: Any, kind: Kind, label_ids: list[int] | None, *, share_prefix: bool = True) -> None:
+    def __init__(
+        self, model: Any, kind: Kind, label_ids: list[int] | None, *, share_prefix: bool | None = None
+    ) -> None:
         super().__init__()
         self.share_prefix = share_prefix
         self.model = model
@@ -115,7 +121,7 @@ class Scorer(nn.Module):
         backbone = base.base_model
         embeds = base.get_input_embeddings()(input_ids)  # (B, T, D), Gemma's sqrt(D) scale included
         batch = input_ids.shape[0]
-        if self._peft and self.share_prefix:
+        if self._peft and self.shares_prefix(input_ids.device):
             # The prompt comes first and attention is causal, so its keys and values do not depend on the text:
             # compute them once for the batch (batch 1) and let every row attend to them.
             from transformers import DynamicCache
@@ -147,6 +153,10 @@ class Scorer(nn.Module):
         w = weight.index_select(0, self.label_ids)  # (C, D)
         b = bias.index_select(0, self.label_ids) if bias is not None else None
         return self._cap(nn.functional.linear(h, w, b)), None  # (B, C)
+
+    def shares_prefix(self, device: torch.device) -> bool:
+        """Whether a causal-LM batch on ``device`` runs the prompt once (CPU) or with every row (GPU)."""
+        return self.share_prefix if self.share_prefix is not None else device.type == "cpu"
 
     def _cap(self, logits: torch.Tensor) -> torch.Tensor:
         if self._softcap is None:
