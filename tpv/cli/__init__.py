@@ -11,12 +11,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import click
 import typer
 from typer.exceptions import TyperException
 
+from tpv.cli._common import console
 from tpv.errors import ConfigError, TPVError
 
 app = typer.Typer(
@@ -29,13 +30,6 @@ app = typer.Typer(
 )
 origin_app = typer.Typer(help="Create origins (the random inits prompts are tuned from).", no_args_is_help=True)
 app.add_typer(origin_app, name="origin")
-
-
-def console(stderr: bool = False) -> Any:
-    """A rich console on stdout (or stderr), created at call time so tests can capture it."""
-    from rich.console import Console
-
-    return Console(stderr=stderr, soft_wrap=True, highlight=False)
 
 
 def _version_callback(value: bool) -> None:

@@ -7,13 +7,13 @@ one line on stderr and exit with status 2.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Optional
 
 import typer
 
-from tpv.errors import TPVError
+from tpv.cli._common import console as _console
+from tpv.cli._common import guard
 
 app = typer.Typer(
     help="FUSE maps between models with different tokenizers: fit them, move soft prompts and vectors with them.",
@@ -22,23 +22,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-
-T = TypeVar("T")
-
-
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(soft_wrap=True, highlight=False)
-
-
-def _guard(fn: Callable[[], T]) -> T:
-    """Run ``fn``; a tpv error or a missing file becomes one line on stderr and exit status 2."""
-    try:
-        return fn()
-    except (TPVError, OSError) as exc:
-        typer.echo(f"error ({type(exc).__name__}): {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command("fit")
@@ -110,7 +93,7 @@ def fit_command(
         if out is not None:
             console.print(f"wrote {out}")
 
-    _guard(run)
+    guard(run)
 
 
 @app.command("apply")
@@ -164,4 +147,4 @@ def apply_command(
         console.print(f"wrote {moved.describe()} to {out}")
         console.print(f"wrote its origin {moved_origin.describe()} to {o_out}")
 
-    _guard(run)
+    guard(run)

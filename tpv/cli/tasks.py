@@ -7,12 +7,12 @@ one line on stderr and exit with status 2.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, Optional
 
 import typer
 
-from tpv.errors import TPVError
+from tpv.cli._common import console as _console
+from tpv.cli._common import guard
 from tpv.tasks.spec import TaskSpec
 
 app = typer.Typer(
@@ -22,23 +22,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-
-T = TypeVar("T")
-
-
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(soft_wrap=True, highlight=False)
-
-
-def _guard(fn: Callable[[], T]) -> T:
-    """Run ``fn``; a tpv error becomes one line on stderr and exit status 2."""
-    try:
-        return fn()
-    except TPVError as exc:
-        typer.echo(f"error ({type(exc).__name__}): {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 def _where(spec: TaskSpec) -> str:
@@ -90,7 +73,7 @@ def list_command(
     """
     from tpv.tasks import list_tasks
 
-    records = [_record(spec) for spec in _guard(lambda: list_tasks(group))]
+    records = [_record(spec) for spec in guard(lambda: list_tasks(group))]
     if as_json:
         typer.echo(json.dumps(records, indent=2))
         return
@@ -122,7 +105,7 @@ def show_command(
     """
     from tpv.tasks import get_task, load_task
 
-    spec = _guard(lambda: get_task(name))
+    spec = guard(lambda: get_task(name))
     record = _record(spec)
     record.update(
         template=spec.template,
@@ -134,7 +117,7 @@ def show_command(
     )
     shown: list[dict[str, Any]] = []
     if examples > 0:
-        data = _guard(lambda: load_task(spec, seed=seed))
+        data = guard(lambda: load_task(spec, seed=seed))
         record["splits"] = data.sizes()
         for example in data.train[:examples]:
             label = example.label

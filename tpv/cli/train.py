@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from tpv.cli._common import console as _console
 from tpv.engine.config import TrainConfig
 from tpv.errors import ConfigError
 
@@ -37,15 +38,6 @@ def _set_threads(threads: int | None) -> None:
     import torch
 
     torch.set_num_threads(threads)
-
-
-def _console(stderr: bool = False, *, min_width: int | None = None) -> Any:
-    """A rich console; ``min_width`` widens it when output goes to a file or pipe (rich assumes 80 columns)."""
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    width = None if min_width is None or stream.isatty() else min_width
-    return Console(stderr=stderr, soft_wrap=True, highlight=False, width=width)
 
 
 def _under_launcher() -> bool:
