@@ -248,6 +248,32 @@ def test_sources_runs_and_resumes(tiny_model_dir: Path, tmp_path: Path, counting
     assert counting == {"source": 5} and third.executed == [summary.executed[0]]
 
 
+def test_cells_finished_by_another_process_are_not_run_again(
+    tiny_model_dir: Path, tmp_path: Path, counting: dict[str, int]
+) -> None:
+    """Two workers sharing an --out: a cell another process finished after the plan is skipped, not redone."""
+    config, layers = tiny_config("sources", tiny_model_dir)
+    other = tmp_path / "other"
+    run(config, other, layers=layers)
+    assert counting == {"source": 4}
+    out = tmp_path / "shared"
+    inner = CELL_KINDS["source"]
+
+    def first_then_the_rest_elsewhere(params: Any, inputs: Any, env: Any) -> Any:
+        # while this process runs its first cell, "another worker" finishes every other cell of the plan
+        for done in (other / "cells").iterdir():
+            record = json.loads((done / "result.json").read_text())
+            if record["params"] != json.loads(json.dumps(dict(params))):
+                shutil.copytree(done, out / "cells" / done.name, dirs_exist_ok=True)
+        return inner.fn(params, inputs, env)
+
+    CELL_KINDS["source"] = CellKind("source", first_then_the_rest_elsewhere, inner.version)
+    summary = run(config, out, layers=layers)
+    assert summary.ok and counting == {"source": 5}
+    assert len(summary.executed) == 1 and len(summary.finished) == 3
+    assert len(list((out / "cells").iterdir())) == 4
+
+
 def test_cross_origin_reuses_sources(tiny_model_dir: Path, tmp_path: Path, counting: dict[str, int]) -> None:
     """cross_origin shares the source tunings of sources (same --out) and reports own vs other origin."""
     first, first_layers = tiny_config("sources", tiny_model_dir)

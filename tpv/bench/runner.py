@@ -490,7 +490,15 @@ def run(
                 if progress is not None:
                     progress.cell_done(cell, outcome)
 
-            if tasks:
+            if tasks and getattr(executor, "name", "") == "inprocess":
+                # One at a time, each checked just before it runs: another process sharing this --out (a second
+                # worker on other targets, say) may have finished it since the plan.
+                for t in tasks:
+                    if load_cell_result(root, t.cell.id) is not None:
+                        summary.finished.append(t.cell.id)
+                        continue
+                    executor.run([t], on_result)
+            elif tasks:
                 executor.run(tasks, on_result)
     finally:
         if progress is not None:
