@@ -87,6 +87,7 @@ class Config:
     seeds: tuple[int, ...] = (0, 1)
     init: str = "text"
     multi_source: bool = True
+    fuse: bool = True
     threads: int = 1
     bf16: bool = False
     recipes: dict[str, dict[str, Any]] = field(default_factory=lambda: {k: asdict(v) for k, v in RECIPES.items()})
@@ -210,6 +211,16 @@ def _score(
     save()
 
 
+def _score_or_reuse(
+    old: dict[str, Any], row: dict[str, Any], fresh: Any, key: str, prompt: torch.Tensor, seconds: float = 0.0
+) -> None:
+    """``fresh(key, prompt, seconds)`` unless ``--resume`` found the measurement in the earlier run."""
+    if key in old:
+        row[key] = dict(old[key])
+    else:
+        fresh(key, prompt, seconds)
+
+
 def _val_accuracy(lm: Lm, scorer: Any, prompt: torch.Tensor) -> float:
     return lm.accuracy(scorer, prompt)
 
@@ -271,8 +282,12 @@ def make_init(lm: Lm, cfg: Config, seed: int) -> Origin:
     return make_origin(lm.model, "first-n-vocab", num_virtual_tokens=cfg.tokens, seed=seed)
 
 
-def run(cfg: Config, work: Path, checkpoint: Any) -> dict[str, Any]:
-    """Run the benchmark; ``checkpoint(results)`` is called after every measurement (partial results on disk)."""
+def run(cfg: Config, work: Path, checkpoint: Any, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the benchmark; ``checkpoint(results)`` is called after every measurement (partial results on disk).
+
+    ``previous``: the results of an earlier run with the same config (``--resume``): its finished measurements are
+    kept, not recomputed.
+    """
     from tpv.adapters import make_origin
     from tpv.tasks import load_task
     from tpv.transfer import ModelSpace, SearchConfig, Source, count_shared_anchors, find_shared_anchors, run_transfer
@@ -316,9 +331,13 @@ def run(cfg: Config, work: Path, checkpoint: Any) -> dict[str, Any]:
             row: dict[str, Any] = {}
             records: dict[str, Any] = {}
             task_out["directions"][f"{s}->{t}"] = {"scores": row, "records": records}
+            old = ((previous or {}).get("tasks", {}).get(task, {}).get("directions", {})).get(f"{s}->{t}", {})
+            old_scores, old_records = old.get("scores", {}), old.get("records", {})
 
             label = f"[{task}] {s} -> {t}"
-            score = functools.partial(_score, row, lm_t, ts, label, functools.partial(checkpoint, results))
+            fresh = functools.partial(_score, row, lm_t, ts, label, functools.partial(checkpoint, results))
+
+            score = functools.partial(_score_or_reuse, old_scores, row, fresh)
 
             random_origin = make_origin(lm_t.model, "first-n-vocab", num_virtual_tokens=cfg.tokens, seed=0)
             score("a_random", random_origin.tensor)
@@ -352,11 +371,28 @@ def run(cfg: Config, work: Path, checkpoint: Any) -> dict[str, Any]:
                 checkpoint(results)
                 variants.append(("c_relative_multi", {"method": "relative", "score_fn": val_fn, "more_sources": extra}))
             for key, kw in variants:
+                if key in old_scores:
+                    row[key], records[key] = dict(old_scores[key]), old_records.get(key, {})
+                    continue
                 t0 = time.time()
                 res = run_transfer(src_prompt, **{**common, **kw})
                 keep = ("search", "linear_map", "anchors", "uses_target_dev_data", "sources")
                 records[key] = {k: v for k, v in res.provenance.items() if k in keep}
                 score(key, res.prompt, time.time() - t0)
+            if cfg.fuse and "f_fuse" not in old_scores:
+                # Beyond the relative space: the FUSE map (tpv.fuse, arXiv 2408.04816) fitted on WordNet lemmas,
+                # one G_1 per virtual token; no target data
+                from tpv import fuse
+
+                t0 = time.time()
+                fmap = fuse.fit(
+                    fuse.EmbeddingSpace.from_model(lms[s].model, lms[s].tok, name=s),
+                    fuse.EmbeddingSpace.from_model(lm_t.model, lm_t.tok, name=t),
+                )
+                records["f_fuse"] = {"map": fmap.describe(), "uses_target_dev_data": False}
+                score("f_fuse", fuse.apply(fmap, src_prompt), time.time() - t0)
+            elif "f_fuse" in old_scores:
+                row["f_fuse"], records["f_fuse"] = dict(old_scores["f_fuse"]), old_records.get("f_fuse", {})
             a, e = row["a_random"]["test"], row["e_tuned"]["test"]
             for key in row:
                 row[key]["gap_recovered"] = gap(row[key]["test"], a, e)
@@ -392,6 +428,7 @@ def table(results: dict[str, Any]) -> str:
         ("c_relative_no_target_data", "(c) relative, no target data"),
         ("d_linear", "(d) linear"),
         ("d_procrustes", "(d) Procrustes"),
+        ("f_fuse", "(f) FUSE map"),
         ("e_tuned", "(e) tuned on target"),
     ]
     lines = ["| task | source -> target | " + " | ".join(c[1] for c in cols) + " |"]
@@ -426,6 +463,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--norm", default=None)
     parser.add_argument("--init", default=None, help="text (the instruction, default) or first-n-vocab")
     parser.add_argument("--no-multi-source", action="store_true")
+    parser.add_argument("--no-fuse", action="store_true", help="skip the FUSE-map column (needs WordNet)")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the finished measurements of OUT/NAME.json (same config)"
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--recipe", action="append", default=[], help="MODEL:LR:STEPS[:EVAL_EVERY[:LOSS]]")
@@ -448,6 +489,8 @@ def main(argv: list[str] | None = None) -> None:
             setattr(cfg, attr, getattr(args, attr))
     if args.no_multi_source:
         cfg.multi_source = False
+    if args.no_fuse:
+        cfg.fuse = False
     if args.threads is not None:
         cfg.threads = args.threads
     cfg.bf16 = BF16 = bool(args.bf16)
@@ -475,7 +518,16 @@ def main(argv: list[str] | None = None) -> None:
         md = [f"# Zero-shot prompt transfer ({args.name})", "", f"Command: `{command}`", "", table(results), ""]
         atomic_write_text(args.out / f"{args.name}.table.md", "\n".join(md))
 
-    results = run(cfg, args.work, write)
+    previous = None
+    if args.resume and (args.out / f"{args.name}.json").is_file():
+        earlier = json.loads((args.out / f"{args.name}.json").read_text())
+        mine = {k: v for k, v in asdict(cfg).items() if k not in ("fuse", "threads")}
+        theirs = {k: v for k, v in earlier.get("config", {}).items() if k not in ("fuse", "threads")}
+        if json.loads(json.dumps(mine)) != theirs:
+            sys.exit(f"--resume: {args.out / args.name}.json was made with another config; rerun without --resume")
+        previous = earlier["results"]
+        command = earlier["command"] + "; then " + command
+    results = run(cfg, args.work, write, previous)
     write(results, done=True)
     print(table(results))
 
