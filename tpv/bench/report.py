@@ -107,6 +107,10 @@ def environment() -> dict[str, Any]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    if versions.get("tpv") is None:  # run from a checkout that is not installed
+        from tpv import __version__
+
+        versions["tpv"] = __version__
     env: dict[str, Any] = {
         "packages": versions,
         "python": sys.version.split()[0],
