@@ -75,3 +75,48 @@ def content_hash(tensor: torch.Tensor) -> str:
     h.update(f"{str(t.dtype).removeprefix('torch.')}|{tuple(t.shape)}|".encode())
     h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return "sha256:" + h.hexdigest()[:16]
+
+
+class PromptShape:
+    """Read-only shape properties shared by :class:`~tpv.Origin` and :class:`~tpv.TaskPromptVector`.
+
+    The subclasses hold the values in their slots (``_tensor`` of shape ``(rows, dim)``, ``_base_model``,
+    ``_num_virtual_tokens``, ``_num_transformer_submodules``).
+    """
+
+    __slots__ = ()
+    _tensor: torch.Tensor
+    _base_model: str
+    _num_virtual_tokens: int
+    _num_transformer_submodules: int
+
+    @property
+    def base_model(self) -> str:
+        """Id of the model the prompt belongs to."""
+        return self._base_model
+
+    @property
+    def num_virtual_tokens(self) -> int:
+        """Virtual tokens per transformer submodule."""
+        return self._num_virtual_tokens
+
+    @property
+    def num_transformer_submodules(self) -> int:
+        """1 for decoder-only and encoder-only models, 2 for encoder-decoder models."""
+        return self._num_transformer_submodules
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, dim)``: rows = ``num_virtual_tokens * num_transformer_submodules``."""
+        rows, dim = self._tensor.shape
+        return int(rows), int(dim)
+
+    @property
+    def token_dim(self) -> int:
+        """Width of one prompt row (the model's embedding size)."""
+        return int(self._tensor.shape[1])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the values."""
+        return self._tensor.dtype

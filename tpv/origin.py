@@ -32,7 +32,7 @@ from typing import Any, Literal, get_args
 
 import torch
 
-from tpv._tensor import check_prompt_tensor, content_hash
+from tpv._tensor import PromptShape, check_prompt_tensor, content_hash
 from tpv.errors import ConfigError, InvalidVectorError
 from tpv.vector import UNKNOWN_MODEL
 
@@ -64,7 +64,7 @@ def _check_embeddings(embeddings: object) -> torch.Tensor:
     return embeddings.detach()
 
 
-class Origin:
+class Origin(PromptShape):
     """A reproducible soft-prompt initialization.
 
     Attributes:
@@ -374,37 +374,6 @@ class Origin:
     def params(self) -> Mapping[str, Any]:
         """Read-only parameters of the init."""
         return self._params
-
-    @property
-    def base_model(self) -> str:
-        """Model id."""
-        return self._base_model
-
-    @property
-    def num_virtual_tokens(self) -> int:
-        """Virtual tokens per submodule."""
-        return self._num_virtual_tokens
-
-    @property
-    def num_transformer_submodules(self) -> int:
-        """1, or 2 for encoder-decoder models."""
-        return self._num_transformer_submodules
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(rows, dim)``."""
-        rows, dim = self._tensor.shape
-        return int(rows), int(dim)
-
-    @property
-    def token_dim(self) -> int:
-        """Width of one row."""
-        return int(self._tensor.shape[1])
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Dtype of the values."""
-        return self._tensor.dtype
 
     def describe(self) -> str:
         """One line naming the origin."""

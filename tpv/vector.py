@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from tpv._tensor import check_prompt_tensor, check_scalar, content_hash
+from tpv._tensor import PromptShape, check_prompt_tensor, check_scalar, content_hash
 from tpv.errors import ConfigError, IncompatibleVectorsError, InvalidVectorError
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def _normalize_terms(terms: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
-class TaskPromptVector:
+class TaskPromptVector(PromptShape):
     """An immutable task prompt vector: ``tau = tuned_prompt - origin``.
 
     Build one with :meth:`from_prompts` (from a tuned prompt and its origin) or :meth:`from_tensor` (from a
@@ -270,37 +270,6 @@ class TaskPromptVector:
     def terms(self) -> Mapping[str, float]:
         """Read-only mapping task -> coefficient, sorted by task name, without zero coefficients."""
         return self._terms
-
-    @property
-    def base_model(self) -> str:
-        """Id of the model the prompt was tuned on."""
-        return self._base_model
-
-    @property
-    def num_virtual_tokens(self) -> int:
-        """Virtual tokens per transformer submodule."""
-        return self._num_virtual_tokens
-
-    @property
-    def num_transformer_submodules(self) -> int:
-        """1 for decoder-only and encoder-only models, 2 for encoder-decoder models."""
-        return self._num_transformer_submodules
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(rows, dim)``."""
-        rows, dim = self._tensor.shape
-        return int(rows), int(dim)
-
-    @property
-    def token_dim(self) -> int:
-        """Width of one prompt row (the model's embedding size)."""
-        return int(self._tensor.shape[1])
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Floating dtype of the values."""
-        return self._tensor.dtype
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"TaskPromptVector is immutable; {name!r} cannot be set (operators return new vectors)")
