@@ -88,6 +88,7 @@ class Config:
     init: str = "text"
     multi_source: bool = True
     fuse: bool = True
+    only: tuple[str, ...] = ()
     threads: int = 1
     bf16: bool = False
     recipes: dict[str, dict[str, Any]] = field(default_factory=lambda: {k: asdict(v) for k, v in RECIPES.items()})
@@ -212,12 +213,18 @@ def _score(
 
 
 def _score_or_reuse(
-    old: dict[str, Any], row: dict[str, Any], fresh: Any, key: str, prompt: torch.Tensor, seconds: float = 0.0
+    old: dict[str, Any],
+    row: dict[str, Any],
+    fresh: Any,
+    only: Sequence[str],
+    key: str,
+    prompt: torch.Tensor,
+    seconds: float = 0.0,
 ) -> None:
-    """``fresh(key, prompt, seconds)`` unless ``--resume`` found the measurement in the earlier run."""
+    """``fresh(key, prompt, seconds)`` unless ``--resume`` found it in an earlier run, or ``--only`` leaves it out."""
     if key in old:
         row[key] = dict(old[key])
-    else:
+    elif not only or key in only:
         fresh(key, prompt, seconds)
 
 
@@ -337,7 +344,7 @@ def run(cfg: Config, work: Path, checkpoint: Any, previous: dict[str, Any] | Non
             label = f"[{task}] {s} -> {t}"
             fresh = functools.partial(_score, row, lm_t, ts, label, functools.partial(checkpoint, results))
 
-            score = functools.partial(_score_or_reuse, old_scores, row, fresh)
+            score = functools.partial(_score_or_reuse, old_scores, row, fresh, cfg.only)
 
             random_origin = make_origin(lm_t.model, "first-n-vocab", num_virtual_tokens=cfg.tokens, seed=0)
             score("a_random", random_origin.tensor)
@@ -366,7 +373,7 @@ def run(cfg: Config, work: Path, checkpoint: Any, previous: dict[str, Any] | Non
             if cfg.label_weight > 0:  # PTfer issue 3: weight the label words among the anchors
                 weighted = anchors.weighted({w.strip(): cfg.label_weight for w in words})
                 variants.append(("c_relative_labels", {"method": "relative", "score_fn": val_fn, "anchors": weighted}))
-            if cfg.multi_source:
+            if cfg.multi_source and (not cfg.only or "c_relative_multi" in cfg.only):
                 extra = [Source(tuning(s, seed), spaces[s]) for seed in cfg.seeds[1:]]
                 checkpoint(results)
                 variants.append(("c_relative_multi", {"method": "relative", "score_fn": val_fn, "more_sources": extra}))
@@ -374,12 +381,14 @@ def run(cfg: Config, work: Path, checkpoint: Any, previous: dict[str, Any] | Non
                 if key in old_scores:
                     row[key], records[key] = dict(old_scores[key]), old_records.get(key, {})
                     continue
+                if cfg.only and key not in cfg.only:
+                    continue
                 t0 = time.time()
                 res = run_transfer(src_prompt, **{**common, **kw})
                 keep = ("search", "linear_map", "anchors", "uses_target_dev_data", "sources")
                 records[key] = {k: v for k, v in res.provenance.items() if k in keep}
                 score(key, res.prompt, time.time() - t0)
-            if cfg.fuse and "f_fuse" not in old_scores:
+            if cfg.fuse and "f_fuse" not in old_scores and (not cfg.only or "f_fuse" in cfg.only):
                 # Beyond the relative space: the FUSE map (tpv.fuse, arXiv 2408.04816) fitted on WordNet lemmas,
                 # one G_1 per virtual token; no target data
                 from tpv import fuse
@@ -393,12 +402,28 @@ def run(cfg: Config, work: Path, checkpoint: Any, previous: dict[str, Any] | Non
                 score("f_fuse", fuse.apply(fmap, src_prompt), time.time() - t0)
             elif "f_fuse" in old_scores:
                 row["f_fuse"], records["f_fuse"] = dict(old_scores["f_fuse"]), old_records.get("f_fuse", {})
-            a, e = row["a_random"]["test"], row["e_tuned"]["test"]
-            for key in row:
-                row[key]["gap_recovered"] = gap(row[key]["test"], a, e)
+            if "a_random" in row and "e_tuned" in row:
+                a, e = row["a_random"]["test"], row["e_tuned"]["test"]
+                for key in row:
+                    row[key]["gap_recovered"] = gap(row[key]["test"], a, e)
             checkpoint(results)
     results["seconds"] = round(time.time() - t_start, 1)
     return results
+
+
+_RUN_ONLY = ("fuse", "threads", "only")  # config fields that do not change a measurement
+
+
+def _merge_results(into: dict[str, Any] | None, more: dict[str, Any]) -> dict[str, Any]:
+    """The measurements of two results files of one config, per task and direction (``more`` fills the gaps)."""
+    out = json.loads(json.dumps(into or {"tasks": {}}))
+    for task, tdata in more.get("tasks", {}).items():
+        for direction, d in tdata.get("directions", {}).items():
+            dst = out["tasks"].setdefault(task, {}).setdefault("directions", {}).setdefault(direction, {})
+            for part in ("scores", "records"):
+                for key, value in d.get(part, {}).items():
+                    dst.setdefault(part, {}).setdefault(key, value)
+    return out
 
 
 def environment() -> dict[str, Any]:
@@ -467,6 +492,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="keep the finished measurements of OUT/NAME.json (same config)"
     )
+    parser.add_argument("--merge", type=Path, action="append", default=[], help="with --resume: more results files")
+    parser.add_argument("--only", nargs="+", default=None, help="measure only these columns (e.g. f_fuse)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--recipe", action="append", default=[], help="MODEL:LR:STEPS[:EVAL_EVERY[:LOSS]]")
@@ -491,6 +518,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg.multi_source = False
     if args.no_fuse:
         cfg.fuse = False
+    if args.only:
+        cfg.only = tuple(args.only)
     if args.threads is not None:
         cfg.threads = args.threads
     cfg.bf16 = BF16 = bool(args.bf16)
@@ -518,15 +547,21 @@ def main(argv: list[str] | None = None) -> None:
         md = [f"# Zero-shot prompt transfer ({args.name})", "", f"Command: `{command}`", "", table(results), ""]
         atomic_write_text(args.out / f"{args.name}.table.md", "\n".join(md))
 
-    previous = None
-    if args.resume and (args.out / f"{args.name}.json").is_file():
-        earlier = json.loads((args.out / f"{args.name}.json").read_text())
-        mine = {k: v for k, v in asdict(cfg).items() if k not in ("fuse", "threads")}
-        theirs = {k: v for k, v in earlier.get("config", {}).items() if k not in ("fuse", "threads")}
-        if json.loads(json.dumps(mine)) != theirs:
-            sys.exit(f"--resume: {args.out / args.name}.json was made with another config; rerun without --resume")
-        previous = earlier["results"]
-        command = earlier["command"] + "; then " + command
+    previous: dict[str, Any] | None = None
+    if args.resume:
+        prior: list[str] = []
+        files = [args.out / f"{args.name}.json", *args.merge]
+        mine = {k: v for k, v in asdict(cfg).items() if k not in _RUN_ONLY}
+        for path in files:
+            if not path.is_file():
+                continue
+            earlier = json.loads(path.read_text())
+            theirs = {k: v for k, v in earlier.get("config", {}).items() if k not in _RUN_ONLY}
+            if json.loads(json.dumps(mine)) != theirs:
+                sys.exit(f"--resume: {path} was made with another config; rerun without --resume")
+            previous = _merge_results(previous, earlier["results"])
+            prior.append(earlier["command"])
+        command = "; then ".join([*prior, command])
     results = run(cfg, args.work, write, previous)
     write(results, done=True)
     print(table(results))
