@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -131,17 +132,18 @@ def run_task(spec: TaskSpec, args: argparse.Namespace, tokenizer: Any) -> dict[s
     model = load_model(MODEL)
     origin = make_origin(model, "text", num_virtual_tokens=n_tokens, text=instruction, tokenizer=tokenizer)
     peft_model = init_prompt_tuning(model, origin, task_type="causal-lm")
-    zero = evaluate(
-        peft_model,
-        tokenizer,
-        test,
+    score = functools.partial(
+        evaluate,
+        tokenizer=tokenizer,
+        examples=test,
         label_words=words,
         metric=spec.metric,
         batch_size=args.eval_batch_size,
         max_length=args.max_length,
         precision=args.precision,
         device=args.device,
-    )
+    )  # both arms: the same test examples, the same scorer
+    zero = score(peft_model)
     del peft_model, model
 
     # (2) the same prompt tuned with the engine.
@@ -172,17 +174,7 @@ def run_task(spec: TaskSpec, args: argparse.Namespace, tokenizer: Any) -> dict[s
         config=config,
         progress=False,
     )
-    tuned = evaluate(
-        result.model,
-        tokenizer,
-        test,
-        label_words=words,
-        metric=spec.metric,
-        batch_size=args.eval_batch_size,
-        max_length=args.max_length,
-        precision=args.precision,
-        device=args.device,
-    )
+    tuned = score(result.model)
     counts = {str(lab): sum(1 for e in test if int(e.label) == lab) for lab in range(len(words))}
     return {
         "task": spec.name,
