@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from tpv.bench import config as bench_config
 from tpv.bench.config import Config, deep_merge, load_config, parse_override
+from tpv.bench.report import measured_on
 from tpv.bench.runner import CELL_KINDS, CellKind, make_cell, plan_waves, run
 from tpv.bench.stats import bonferroni, compare, summarize, welch_ttest
 from tpv.errors import ConfigError
@@ -241,8 +242,19 @@ def test_sources_runs_and_resumes(tiny_model_dir: Path, tmp_path: Path, counting
     assert len(data["cells"]) == 4 and all("test" in c["metrics"] for c in data["cells"].values())
     assert "| rotten_tomatoes |" in (tmp_path / "sources-tiny" / "results.md").read_text()
 
+    here = measured_on("cpu")
+    assert here.startswith("cpu: ") and all(c["device"] == here for c in data["cells"].values())
+    assert "its cells ran on" not in (tmp_path / "sources-tiny" / "results.md").read_text()
+
     again = run(config, tmp_path, layers=layers)
     assert counting == {"source": 4} and again.executed == [] and len(again.finished) == 4
+    # a report written over cells measured elsewhere (say on a lent GPU) names where they ran
+    moved = tmp_path / "cells" / summary.executed[1] / "result.json"
+    record = json.loads(moved.read_text())
+    moved.write_text(json.dumps({**record, "device": "cuda: NVIDIA H100 80GB HBM3"}))
+    run(config, tmp_path, layers=layers)
+    md = (tmp_path / "sources-tiny" / "results.md").read_text()
+    assert "its cells ran on: cpu: " in md and "cuda: NVIDIA H100 80GB HBM3 (1 cells)" in md
     shutil.rmtree(tmp_path / "cells" / summary.executed[0])
     third = run(config, tmp_path, layers=layers)
     assert counting == {"source": 5} and third.executed == [summary.executed[0]]
@@ -300,6 +312,15 @@ def test_fewshot_runs_end_to_end(tiny_model_dir: Path, tmp_path: Path, counting:
     tests = data["summary"]["tests"]
     assert len(tests) == 4 and all(t["best_spot"] in ("spot_best", "spot_multi") for t in tests)
     assert (tmp_path / "fewshot-tiny" / "fewshot_imdb_reviews.png").stat().st_size > 1000
+    # the targets: TPV - random is recomputed here from the per-shot means in the summary
+    checks = data["summary"]["checks"]
+    per_shot = {i: [inits[i][k]["mean"] for k in inits[i]] for i in ("tpv", "random")}
+    gain = 100 * (sum(per_shot["tpv"]) / len(per_shot["tpv"]) - sum(per_shot["random"]) / len(per_shot["random"]))
+    assert checks["tpv_minus_random_points"]["imdb_reviews"] == pytest.approx(gain)
+    assert checks["tpv_beats_random_by_10_points"] == (gain >= 10)
+    assert set(checks["tpv_best_matches_or_beats_best_spot"]) == {"imdb_reviews"}
+    md = (tmp_path / "fewshot-tiny" / "results.md").read_text()
+    assert "The issue's targets, measured" in md and f"{gain:+.1f} points" in md
 
 
 def test_similarity_writes_heatmaps(tiny_model_dir: Path, tmp_path: Path) -> None:

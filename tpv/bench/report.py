@@ -99,6 +99,25 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def measured_on(device: str) -> str:
+    """Name the hardware a cell ran on: ``"cuda: <GPU name>"`` for a CUDA device, else ``"cpu: <CPU name>"``.
+
+    Args:
+        device: the cell's ``model.device`` setting (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...).
+    """
+    if device.startswith("cuda"):
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                index = int(device.split(":", 1)[1]) if ":" in device else 0
+                return f"cuda: {torch.cuda.get_device_name(index)}"
+        except (ImportError, ValueError, RuntimeError):
+            pass
+        return device
+    return f"cpu: {_cpu_name()}"
+
+
 def environment() -> dict[str, Any]:
     """Where the numbers were measured: package versions, Python, platform, CPU, device and git commit."""
     versions: dict[str, str | None] = {}
@@ -290,6 +309,7 @@ def write_report(
                 "params": r.get("params"),
                 "metrics": r.get("metrics"),
                 "elapsed_s": r.get("elapsed_s"),
+                "device": r.get("device"),
             }
             for cid, r in results.items()
         },
@@ -315,6 +335,13 @@ def _markdown(config: Config, rep: Report, doc: Mapping[str, Any]) -> str:
         f"{(commit or 'unknown')[:10]}{' (dirty)' if env['git']['dirty'] else ''}.",
         "",
     ]
+    ran_on: dict[str, int] = {}
+    for cell in doc["cells"].values():
+        ran_on[cell.get("device") or "not recorded"] = ran_on.get(cell.get("device") or "not recorded", 0) + 1
+    here = {env["device"], f"cpu: {env['cpu']}"}
+    if ran_on and not set(ran_on) <= here:
+        where = ", ".join(f"{d} ({n} cells)" for d, n in sorted(ran_on.items()))
+        lines += [f"This report was written on the machine above; its cells ran on: {where}.", ""]
     if not doc["complete"]:
         lines += [
             f"**Incomplete:** {len(doc['missing_cells'])} cell(s) have no result yet "

@@ -226,13 +226,18 @@ class CellTask:
 
 @dataclass(frozen=True)
 class CellOutcome:
-    """How a cell ended: its output, or the error (one line) and its traceback; seconds taken; worker host."""
+    """How a cell ended: its output or its error; seconds taken; the worker's host and device.
+
+    ``device`` names the hardware (``"cpu: <cpu name>"`` or ``"cuda: <gpu name>"``), so a report written on
+    another machine can say where its cells ran.
+    """
 
     output: CellOutput | None
     error: str | None = None
     traceback: str | None = None
     elapsed_s: float = 0.0
     host: str = ""
+    device: str = ""
 
 
 def run_task(task: CellTask) -> CellOutcome:
@@ -252,7 +257,10 @@ def run_task(task: CellTask) -> CellOutcome:
             time.perf_counter() - start,
             socket.gethostname(),
         )
-    return CellOutcome(out, elapsed_s=time.perf_counter() - start, host=socket.gethostname())
+    from tpv.bench.report import measured_on
+
+    device = measured_on(str(task.cell.params.get("model", {}).get("device", "cpu")))
+    return CellOutcome(out, elapsed_s=time.perf_counter() - start, host=socket.gethostname(), device=device)
 
 
 class Progress(Protocol):
@@ -312,6 +320,7 @@ def _store(out: Path, cell: Cell, outcome: CellOutcome) -> None:
         "elapsed_s": round(outcome.elapsed_s, 3),
         "estimate_s": round(cell.estimate_s, 3),
         "host": outcome.host,
+        "device": outcome.device,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     with atomic_dir(cell_dir(out, cell.id)) as tmp:
