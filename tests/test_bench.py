@@ -432,6 +432,17 @@ def test_cli_run_writes_report(tiny_model_dir: Path, tmp_path: Path) -> None:
     res = CliRunner().invoke(app, [*args, "--out", str(tmp_path), "--no-progress"])
     assert "0 cell(s) run, 2 skipped" in res.output
 
+    # `tpv bench report` writes the report of what is finished and runs nothing
+    cells = sorted((tmp_path / "cells").iterdir())
+    shutil.rmtree(cells[0])
+    res = CliRunner().invoke(app, ["report", *args[1:], "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "incomplete: 1 of 2 cells not finished" in res.output
+    assert len(list((tmp_path / "cells").iterdir())) == 1  # nothing was run
+    data = json.loads((tmp_path / "sources-tiny" / "results.json").read_text())
+    assert not data["complete"] and data["missing_cells"] == [cells[0].name]
+    assert "**Incomplete:** 1 cell(s)" in (tmp_path / "sources-tiny" / "results.md").read_text()
+
 
 def test_library_never_prints(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The harness writes nothing to stdout (only the CLI prints)."""

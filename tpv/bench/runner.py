@@ -519,6 +519,29 @@ def run(
     return summary
 
 
+def report(config: Config, out: str | os.PathLike[str], *, layers: Sequence[ConfigLayer] = ()) -> RunSummary:
+    """Write ``config``'s report from the cells finished so far, running nothing.
+
+    For a long run still under way (or stopped): the tables, plots and tests cover the finished cells, and the
+    report says how many are missing. A later ``run`` of the same config rewrites it.
+
+    Args:
+        config: the validated config.
+        out: the results root the cells were stored under.
+        layers: the config layers (recorded in the report as provenance).
+
+    Returns:
+        The summary (``dry_run`` is true: nothing was run), with ``report_dir`` set.
+    """
+    from tpv.bench.experiments import get_experiment
+    from tpv.bench.report import write_report
+
+    summary = run(config, out, layers=layers, dry_run=True)
+    experiment = get_experiment(config.experiment)
+    summary.report_dir = write_report(Path(out), config, layers, summary, experiment)
+    return summary
+
+
 def _log_failure(root: Path, name: str, cell: Cell, outcome: CellOutcome) -> None:
     path = root / name / "failures" / f"{cell.id}.txt"
     atomic_write_text(path, f"{cell.id} ({cell.name})\n{outcome.error}\n\n{outcome.traceback or ''}")

@@ -149,6 +149,33 @@ def run_command(
         raise typer.Exit(1)
 
 
+@app.command("report")
+def report_command(
+    configs: Annotated[list[str], typer.Argument(help="The same configs as the `tpv bench run` to report on.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Results root the cells are stored under (as given to `run`).")
+    ] = Path("benchmarks/results"),
+    overrides: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--set", help="The same --set overrides as the run; repeatable."),
+    ] = None,
+) -> None:
+    """Write the report of a run from its finished cells, running nothing (for a long run still under way).
+
+    Examples:
+    * `tpv bench report fewshot`   (tables and plots of the few-shot cells finished so far)
+    """
+    from tpv.bench.config import load_config
+    from tpv.bench.runner import report
+
+    config, layers = load_config(*configs, overrides=overrides or ())
+    summary = report(config, out, layers=layers)
+    missing = len(summary.cells) - len(summary.finished)
+    state = "complete" if not missing else f"incomplete: {missing} of {len(summary.cells)} cells not finished"
+    assert summary.report_dir is not None
+    typer.echo(f"report: {summary.report_dir / 'results.md'} ({state})")
+
+
 def _print_plan(summary: Any, config: Any) -> None:
     from rich.console import Console
     from rich.table import Table
