@@ -345,7 +345,8 @@ def _markdown(config: Config, rep: Report, doc: Mapping[str, Any]) -> str:
     if not doc["complete"]:
         lines += [
             f"**Incomplete:** {len(doc['missing_cells'])} cell(s) have no result yet "
-            f"({len(doc['failed_cells'])} failed); `tpv bench run` with the same configs finishes them (finished cells are skipped).",
+            f"({len(doc['failed_cells'])} failed); `tpv bench run` with the same configs finishes them "
+            "(finished cells are skipped).",
             "",
         ]
     for table in rep.tables:
