@@ -442,6 +442,8 @@ def test_cli_run_writes_report(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = json.loads((tmp_path / "sources-tiny" / "results.json").read_text())
     assert not data["complete"] and data["missing_cells"] == [cells[0].name]
     assert "**Incomplete:** 1 cell(s)" in (tmp_path / "sources-tiny" / "results.md").read_text()
+    res = CliRunner().invoke(app, ["report", *args[1:], "--out", str(tmp_path / "elsewhere")])
+    assert isinstance(res.exception, ConfigError) and "no finished cell" in str(res.exception)
 
 
 def test_library_never_prints(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

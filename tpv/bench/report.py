@@ -17,6 +17,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -335,9 +336,7 @@ def _markdown(config: Config, rep: Report, doc: Mapping[str, Any]) -> str:
         f"{(commit or 'unknown')[:10]}{' (dirty)' if env['git']['dirty'] else ''}.",
         "",
     ]
-    ran_on: dict[str, int] = {}
-    for cell in doc["cells"].values():
-        ran_on[cell.get("device") or "not recorded"] = ran_on.get(cell.get("device") or "not recorded", 0) + 1
+    ran_on = Counter(cell.get("device") or "not recorded" for cell in doc["cells"].values())
     here = {env["device"], f"cpu: {env['cpu']}"}
     if ran_on and not set(ran_on) <= here:
         where = ", ".join(f"{d} ({n} cells)" for d, n in sorted(ran_on.items()))

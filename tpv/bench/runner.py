@@ -532,11 +532,19 @@ def report(config: Config, out: str | os.PathLike[str], *, layers: Sequence[Conf
 
     Returns:
         The summary (``dry_run`` is true: nothing was run), with ``report_dir`` set.
+
+    Raises:
+        ConfigError: no cell of the plan has finished under ``out`` (a wrong ``out`` or other overrides).
     """
     from tpv.bench.experiments import get_experiment
     from tpv.bench.report import write_report
 
     summary = run(config, out, layers=layers, dry_run=True)
+    if not summary.finished:
+        raise ConfigError(
+            f"no finished cell of {config.name!r} under {Path(out) / 'cells'}: pass the --out (and --set) the run "
+            "was given"
+        )
     experiment = get_experiment(config.experiment)
     summary.report_dir = write_report(Path(out), config, layers, summary, experiment)
     return summary
