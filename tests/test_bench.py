@@ -451,3 +451,40 @@ def test_library_never_prints(tiny_model_dir: Path, tmp_path: Path, capsys: pyte
     config, layers = tiny_config("sources", tiny_model_dir, "tasks.sources=[vader_words]")
     run(config, tmp_path, layers=layers)
     assert capsys.readouterr().out == ""
+
+
+def test_calibration_runs_every_part_with_references(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """calibration plans untuned, sweep, default, LoRA and variant cells; the report has a row per setting."""
+    extra = ["calibration.tasks=[rotten_tomatoes]", "calibration.lrs=[0.01,0.3]",
+             "calibration.variant_tasks=[rotten_tomatoes]", "prompt.origins=[0]", "calibration.lora.lr=0.01",
+             "train.eval_every=7", "train.steps=21"]  # fmt: skip
+    config, layers = tiny_config("calibration", tiny_model_dir, *extra)
+    summary = run(config, tmp_path, layers=layers)
+    assert summary.ok, summary.failed
+    variants = list(config.calibration.variants)
+    assert {"adafactor-auto", "sgd-auto", "init-text", "init-gaussian", "warmup-20"} <= set(variants)
+    counts: dict[str, int] = {}
+    for c in summary.cells:
+        counts[c.kind] = counts.get(c.kind, 0) + 1
+    assert counts == {"calib_untuned": 1, "calib_prompt": 3 + len(variants), "calib_lora": 1}
+    data = _read_report(tmp_path, "calibration-tiny")
+    rows = {(r["setting"], r["task"]): r for r in data["summary"]["calibration"]["rows"]}
+    assert set(rows) == {(s, "rotten_tomatoes") for s in ("lr=0.01", "lr=0.3", "default", *variants)}
+    assert rows[("lr=0.3", "rotten_tomatoes")]["lr"] == pytest.approx(0.3)
+    assert rows[("default", "rotten_tomatoes")]["lr"] != pytest.approx(0.01)
+    assert all(math.isfinite(r["norm_ratio"]) and r["steps_to_95"] for r in rows.values())
+    cal = data["summary"]["calibration"]
+    assert cal["untuned"]["rotten_tomatoes"]["n"] == 1 and cal["lora"]["rotten_tomatoes"]["n"] == 1
+    report = tmp_path / "calibration-tiny"
+    assert (report / "lr_sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert (report / "curve_rotten_tomatoes.png").read_bytes()[:4] == b"\x89PNG"
+    assert "LoRA r=8 (test)" in (report / "results.md").read_text()
+
+
+def test_steps_to_fraction_finds_the_first_step_near_the_end() -> None:
+    """steps_to_fraction returns the first step at >= 95 % of the last score."""
+    from tpv.bench.calibration import steps_to_fraction
+
+    assert steps_to_fraction([(25, 0.5), (50, 0.8), (75, 0.79), (100, 0.82)]) == 50
+    assert steps_to_fraction([(25, 0.9), (50, 0.1)]) == 25
+    assert steps_to_fraction([]) is None

@@ -205,6 +205,113 @@ def test_resume_refuses_other_config(tiny: Any, tmp_path: Path) -> None:
         )
 
 
+# -- learning rates that fit the model, and the guard -------------------------------------------------------------
+
+
+def test_defaults_are_pinned() -> None:
+    """The calibrated defaults: lr='auto' at 0.1 x the embedding RMS with AdamW, linear decay, no warmup."""
+    from tpv.engine.config import AUTO_LR
+
+    cfg = TrainConfig()
+    assert (cfg.lr, cfg.optimizer, cfg.schedule, cfg.warmup, cfg.steps, cfg.batch_size) == (
+        "auto", "adamw", "linear", 0, 200, 8)  # fmt: skip
+    assert AUTO_LR == {"adamw": 0.1, "adafactor": 0.1, "sgd": 0.1}
+    assert TrainConfig(lr="range-test").lr == "range-test"
+    with pytest.raises(ConfigError, match=r"TrainConfig\.lr='fast': must be a positive number or one of"):
+        TrainConfig(lr="fast")
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma3"])
+def test_auto_lr_follows_the_embedding_scale(tiny: Any, kind: str) -> None:
+    """lr='auto' is AUTO_LR x the embeddings' RMS as the model feeds them: scaling the embeddings scales the lr."""
+    from tpv.engine.lr import embedding_scale
+
+    model, tok = learnable(tiny, kind)
+    scale = embedding_scale(model)
+    run = train(model, tok, toy(), label_words=WORDS, steps=2, **FAST)
+    assert run.lr_choice == {"rule": "auto", "lr": pytest.approx(0.1 * scale), "embedding_scale": scale}
+    assert run.lr == pytest.approx(0.1 * scale) and run.history[0]["lr"] == pytest.approx(0.1 * scale * (1 - 0 / 2))
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(10)
+    assert embedding_scale(model) == pytest.approx(10 * scale, rel=1e-5)
+    given = train(model, tok, toy(), label_words=WORDS, steps=2, lr=0.05, **FAST)
+    assert given.lr_choice == {"rule": "given", "lr": 0.05}
+
+
+def test_range_test_picks_a_rate_and_resets_the_prompt(tiny: Any, tmp_path: Path) -> None:
+    """lr='range-test' records its curve, picks a rate inside it, and then trains as a run started afresh would."""
+    from tpv.engine.lr import RANGE_TEST_SPAN, choose_from_range_test
+
+    model, tok = learnable(tiny)
+    opts = {**FAST, "steps": 4, "range_test_steps": 12}
+    run = train(model, tok, toy(), label_words=WORDS, lr="range-test", out_dir=tmp_path / "rt", **opts)
+    choice = run.lr_choice
+    assert choice["rule"] == "range-test" and len(choice["losses"]) == 12 == len(choice["lrs"])
+    scale = choice["embedding_scale"]
+    assert choice["lrs"][0] == pytest.approx(RANGE_TEST_SPAN[0] * scale)
+    assert choice["lrs"][-1] == pytest.approx(RANGE_TEST_SPAN[1] * scale)
+    assert choice["lr"] == pytest.approx(choose_from_range_test(choice["lrs"], choice["losses"]))
+    assert choice["lrs"][0] <= run.lr <= choice["lrs"][-1]
+    recorded = json.loads((tmp_path / "rt" / "run.json").read_text())
+    assert recorded["lr"] == run.lr and recorded["lr_choice"]["rule"] == "range-test"
+    # the test leaves no trace: the same run with that rate given trains identically
+    model, tok = learnable(tiny)
+    same = train(model, tok, toy(), label_words=WORDS, lr=run.lr, **opts)
+    assert torch.allclose(same.prompt, run.prompt, atol=1e-6)
+
+
+def test_range_test_choice_rule() -> None:
+    """A tenth of the rate at the smoothed minimum; divergence after it is ignored; too few losses refused."""
+    from tpv.engine.lr import choose_from_range_test
+
+    lrs = [10.0**e for e in range(-5, 1)]
+    losses = [1.0, 0.9, 0.5, 0.2, 50.0, float("nan")]
+    assert choose_from_range_test(lrs, losses, smoothing=0.0) == pytest.approx(1e-3)
+    with pytest.raises(ConfigError, match="range_test_steps"):
+        choose_from_range_test(lrs, [1.0, float("nan")])
+
+
+def test_guard_warns_on_a_blown_up_prompt(tiny: Any, tmp_path: Path) -> None:
+    """A prompt driven far outside its origin's scale is named in the result and in run.json, with the fix."""
+    model, tok = learnable(tiny)
+    run = train(model, tok, toy(), label_words=WORDS, validation=toy(), steps=20, lr=5.0, max_grad_norm=None,
+                out_dir=tmp_path / "hot", **FAST)  # fmt: skip
+    assert run.norm_ratio > 5
+    assert any("its origin's norm" in w and "lr='auto'" in w for w in run.warnings)
+    recorded = json.loads((tmp_path / "hot" / "run.json").read_text())
+    assert recorded["warnings"] == run.warnings and recorded["norm_ratio"] == pytest.approx(run.norm_ratio)
+
+
+def test_guard_warns_when_validation_stays_at_chance(tiny: Any) -> None:
+    """A run whose validation never beats the commonest class says the prompt did not learn; a good run is quiet."""
+    model, tok = learnable(tiny)
+    stuck = train(model, tok, toy(), label_words=WORDS, validation=toy(flip=True) * 3, steps=2, lr=1e-6, **FAST)
+    assert stuck.norm_ratio < 5
+    assert len(stuck.warnings) == 1 and "never rose above chance" in stuck.warnings[0]
+    assert "too low" in stuck.warnings[0]
+    model, tok = learnable(tiny)
+    data = toy() * 3
+    good = train(model, tok, data, label_words=WORDS, validation=data, steps=30, lr=0.05, eval_every=10, **FAST)
+    assert good.best_score == 1.0 and good.warnings == []
+
+
+def test_lora_reference_trains_and_scores_like_the_engine(tiny: Any) -> None:
+    """train_lora learns the toy task through LoRA on q/k/v/o, keeps its best weights, and scores by evaluate."""
+    from tpv.engine.lora import train_lora
+
+    model, tok = learnable(tiny)
+    data = toy() * 3
+    run = train_lora(model, tok, data, label_words=WORDS, validation=data, steps=30, lr=0.01, eval_every=10,
+                     batch_size=10)  # fmt: skip
+    assert run.trainable_parameters > 0 and len(run.evals) == 3
+    assert run.best_score == max(e["score"] for e in run.evals)
+    scored = evaluate(run.model, tok, data, label_words=WORDS, precision=run.config.precision)
+    assert scored["score"] == pytest.approx(run.best_score)
+    assert run.history[-1]["loss"] < run.history[0]["loss"]
+    with pytest.raises(ConfigError, match="plain transformers model"):
+        train_lora(run.model, tok, data, label_words=WORDS, steps=1)
+
+
 # -- bad input -----------------------------------------------------------------------------------------------------
 
 
@@ -315,7 +422,7 @@ def test_rank_classification_equals_naive_reference(tiny: Any, kind: str) -> Non
     peft_model = init_prompt_tuning(model, Origin.gaussian(5, dim, seed=3, std=0.3))
     long = "it was really very good and fun . the story was great and the acting was fine , i loved it"
     data = [*toy(), (long, 1), ("bad", 0)]  # uneven lengths (padding), longer than gemma3's sliding window of 16
-    got = evaluate(peft_model, tok, data, label_words=WORDS, batch_size=4, return_predictions=True)
+    got = evaluate(peft_model, tok, data, label_words=WORDS, batch_size=4, return_predictions=True, precision="fp32")
     ids = [tok(w, add_special_tokens=False)["input_ids"][0] for w in WORDS]
     logits = []
     with torch.no_grad():

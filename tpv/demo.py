@@ -149,7 +149,7 @@ def run_demo(
     num_virtual_tokens: int = 50,
     batch_size: int = 8,
     max_length: int = 96,
-    lr: float = 0.3,
+    lr: float | Literal["auto", "range-test"] = "auto",
     combine: Literal["sum", "mean"] = "sum",
     seed: int = 0,
     precision: Literal["auto", "fp32", "bf16"] = "auto",
@@ -175,7 +175,8 @@ def run_demo(
         num_virtual_tokens: soft prompt length.
         batch_size: training batch size.
         max_length: most input tokens per example (long reviews lose their middle).
-        lr: learning rate.
+        lr: learning rate: a number, ``"auto"`` (the default: fitted to the model's embedding scale, see
+            :data:`tpv.engine.config.AUTO_LR`) or ``"range-test"``.
         combine: ``"sum"`` (``origin + sum_i tau_i``, the paper's combination) or ``"mean"``.
         seed: seed of the origin, the data splits, the few-shot draw and training.
         precision: ``"auto"`` (bf16 only where the hardware has it), ``"fp32"`` or ``"bf16"``.

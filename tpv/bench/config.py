@@ -22,7 +22,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -46,7 +46,7 @@ __all__ = [
 CONFIGS_ENV = "TPV_BENCH_CONFIGS"
 DEFAULTS_FILE = "defaults.yaml"
 
-ExperimentName = Literal["sources", "cross_origin", "fewshot", "similarity", "perf"]
+ExperimentName = Literal["sources", "cross_origin", "fewshot", "similarity", "perf", "calibration"]
 """The experiments a config can run (see :mod:`tpv.bench.experiments`)."""
 
 InitName = Literal["random", "spot_best", "spot_multi", "tpv", "tpv_best"]
@@ -232,6 +232,57 @@ class PerfSection(_Section):
         return value
 
 
+CalibrationPart = Literal["untuned", "sweep", "default", "lora", "variants"]
+
+
+class CalibrationVariant(_Section):
+    """One setting of the calibration study: training options and prompt options changed from the base."""
+
+    train: dict[str, Any] = Field(default_factory=dict, description="tpv.engine.TrainConfig fields changed.")
+    prompt: dict[str, Any] = Field(
+        default_factory=dict, description="Origin options changed: init (first-n-vocab, ...), init_params."
+    )
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bad = sorted(set(value) - {"init", "init_params"})
+        if bad:
+            raise ValueError(f"prompt options of a variant are init and init_params; got {bad}")
+        return value
+
+
+class CalibrationSection(_Section):
+    """The prompt-tuning calibration study: learning-rate sweep, defaults over seeds, variants, references."""
+
+    tasks: list[str] = Field(
+        default_factory=lambda: ["rotten_tomatoes", "rotten_tomatoes_ab", "vader_words", "wordnet_noun_supersense"],
+        min_length=1,
+        description="Source tasks measured (at least one whose label words the model does not tie to the classes).",
+    )
+    parts: list[CalibrationPart] = Field(
+        default_factory=lambda: list(get_args(CalibrationPart)),
+        min_length=1,
+        description="Which cells to plan: untuned origins, the lr sweep, the defaults over seeds, the LoRA "
+        "reference, the variants.",
+    )
+    lrs: list[float] = Field(
+        default_factory=lambda: [0.001, 0.003, 0.01, 0.03, 0.1, 0.3],
+        min_length=1,
+        description="The learning-rate sweep (AdamW unless train.optimizer says otherwise).",
+    )
+    sweep_tasks: list[str] | None = Field(None, description="Tasks of the sweep (default: all tasks).")
+    sweep_seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="Origin seeds of the sweep.")
+    variants: dict[str, CalibrationVariant] = Field(
+        default_factory=dict, description="Named settings run at sweep_seeds on variant_tasks (one factor each)."
+    )
+    variant_tasks: list[str] | None = Field(None, description="Tasks of the variants (default: all tasks).")
+    lora: dict[str, Any] = Field(
+        default_factory=lambda: {"r": 8, "alpha": 16, "lr": 0.001},
+        description="The LoRA reference: r, alpha, lr (on q/k/v/o projections), same data, steps and scoring.",
+    )
+
+
 class StatsSection(_Section):
     """Statistics of the comparisons."""
 
@@ -266,6 +317,7 @@ class Config(_Section):
     cross_origin: CrossOriginSection = Field(default_factory=CrossOriginSection)  # type: ignore[arg-type]
     similarity: SimilaritySection = Field(default_factory=SimilaritySection)  # type: ignore[arg-type]
     perf: PerfSection = Field(default_factory=PerfSection)  # type: ignore[arg-type]
+    calibration: CalibrationSection = Field(default_factory=CalibrationSection)  # type: ignore[arg-type]
     stats: StatsSection = Field(default_factory=StatsSection)  # type: ignore[arg-type]
     runtime: RuntimeSection = Field(default_factory=RuntimeSection)  # type: ignore[arg-type]
 

@@ -1333,6 +1333,10 @@ def get_experiment(name: str) -> Experiment:
         ConfigError: unknown name (the known ones listed).
     """
     exp = EXPERIMENTS.get(name)
+    if exp is None and name == "calibration":
+        from tpv.bench.calibration import CALIBRATION
+
+        exp = CALIBRATION
     if exp is None:
-        raise ConfigError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
+        raise ConfigError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}, calibration")
     return exp

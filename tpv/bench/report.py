@@ -199,6 +199,7 @@ def plot_curves(
     title: str,
     xlabel: str = "shots per class",
     ylabel: str = "test score (%)",
+    xscale: str = "symlog",
 ) -> Path:
     """Line plot of several curves with error bands, e.g. the few-shot curves of each init.
 
@@ -206,8 +207,9 @@ def plot_curves(
         curves: label -> points ``(x, mean, std)`` (scores in [0, 1]; plotted as percentages).
         path: the PNG to write.
         title: plot title.
-        xlabel: x-axis label (shots are drawn on a symmetric-log axis so 0 shows).
+        xlabel: x-axis label.
         ylabel: y-axis label.
+        xscale: ``"symlog"`` (shots: a symmetric-log axis so 0 shows), ``"log"`` or ``"linear"``.
 
     Returns:
         The path written.
@@ -223,11 +225,15 @@ def plot_curves(
             (line,) = ax.plot(xs, ms, marker="o", label=label)
             ax.fill_between(xs, [m - s for m, s in zip(ms, ss)], [m + s for m, s in zip(ms, ss)], alpha=0.15,
                             color=line.get_color())  # fmt: skip
-        ax.set_xscale("symlog", linthresh=5)
-        ticks = sorted({p[0] for points in curves.values() for p in points})
-        ax.set_xticks(ticks)
-        ax.set_xticklabels([f"{t:g}" for t in ticks])
-        ax.minorticks_off()
+        if xscale == "symlog":
+            ax.set_xscale("symlog", linthresh=5)
+        elif xscale == "log":
+            ax.set_xscale("log")
+        if xscale != "linear":
+            ticks = sorted({p[0] for points in curves.values() for p in points})
+            ax.set_xticks(ticks)
+            ax.set_xticklabels([f"{t:g}" for t in ticks])
+            ax.minorticks_off()
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(title)

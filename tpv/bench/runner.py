@@ -195,7 +195,7 @@ def execute_cell(
         Exception: whatever the cell function raises.
     """
     if kind not in CELL_KINDS:
-        import tpv.bench.experiments  # noqa: F401  (registers the paper's kinds on a fresh worker)
+        import tpv.bench.calibration  # noqa: F401  (registers the paper's and the calibration's kinds on a fresh worker)
     spec = CELL_KINDS.get(kind)
     if spec is None:
         raise ConfigError(f"unknown cell kind {kind!r}; registered kinds: {', '.join(sorted(CELL_KINDS))}")

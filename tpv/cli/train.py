@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from tpv.cli._common import console as _console
-from tpv.engine.config import TrainConfig
+from tpv.engine.config import LrRule, TrainConfig
 from tpv.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def train_command(
     steps: Annotated[int, typer.Option(help=_help["steps"])] = 200,
     batch_size: Annotated[int, typer.Option(help=_help["batch_size"])] = 8,
     grad_accum: Annotated[int, typer.Option(help=_help["grad_accum"])] = 1,
-    lr: Annotated[float, typer.Option(help=_help["lr"])] = 0.3,
+    lr: Annotated[str, typer.Option(help=_help["lr"])] = "auto",
     optimizer: Annotated[str, typer.Option(help=_help["optimizer"])] = "adamw",
     weight_decay: Annotated[float, typer.Option(help=_help["weight_decay"])] = 1e-5,
     warmup: Annotated[int, typer.Option(help=_help["warmup"])] = 0,
@@ -119,7 +119,7 @@ def train_command(
         steps=steps,
         batch_size=batch_size,
         grad_accum=grad_accum,
-        lr=lr,
+        lr=_parse_lr(lr),
         optimizer=optimizer,  # type: ignore[arg-type]
         weight_decay=weight_decay,
         warmup=warmup,
@@ -162,10 +162,28 @@ def train_command(
         "best_step": result.best_step,
         "best_score": result.best_score,
         "stopped_early": result.stopped_early,
+        "lr": result.lr,
+        "lr_rule": result.lr_choice.get("rule"),
+        "norm_ratio": round(result.norm_ratio, 3),
+        "warnings": result.warnings,
         "seconds": round(result.seconds, 1),
         "out": str(out),
     }
+    for line in result.warnings:
+        console.print(f"warning: {line}")
     typer.echo(json.dumps(summary))
+
+
+def _parse_lr(text: str) -> float | LrRule:
+    """``--lr``: a positive number, ``auto`` or ``range-test``."""
+    if text == "auto":
+        return "auto"
+    if text == "range-test":
+        return "range-test"
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"--lr {text!r}: must be a positive number, 'auto' or 'range-test'") from None
 
 
 def _printer(console: Any) -> Any:

@@ -15,9 +15,11 @@ from typing import Any, Literal, get_args
 from tpv.errors import ConfigError
 
 __all__ = [
+    "AUTO_LR",
     "DeviceName",
     "InitName",
     "LossName",
+    "LrRule",
     "OptimizerName",
     "Precision",
     "ScheduleName",
@@ -30,6 +32,14 @@ OptimizerName = Literal["adamw", "adafactor", "sgd"]
 ScheduleName = Literal["linear", "constant", "cosine"]
 LossName = Literal["label-words", "full-vocab"]
 InitName = Literal["first-n-vocab", "sample-vocab", "gaussian", "text"]
+LrRule = Literal["auto", "range-test"]
+
+AUTO_LR: dict[str, float] = {"adamw": 0.1, "adafactor": 0.1, "sgd": 0.1}
+"""``lr="auto"``, per optimizer. AdamW and SGD: the peak learning rate is this factor times the RMS of the model's
+input embeddings (:func:`tpv.engine.lr.embedding_scale`), since an AdamW step moves every coordinate by about
+``lr`` whatever the gradient's size, and a clipped SGD step by at most ``lr`` in norm. Adafactor (torch's) already
+scales its step by the parameter's RMS, so its factor is the learning rate itself. Chosen by the calibration study
+(``tpv bench run calibration``; ``docs/training.md``, "Choosing hyperparameters")."""
 
 DEFAULT_VIRTUAL_TOKENS = 50
 
@@ -54,9 +64,15 @@ class TrainConfig:
     grad_accum: int = field(
         default=1, metadata=_help("Forward/backward passes whose gradients are summed before one optimizer step.")
     )
-    lr: float = field(
-        default=0.3,
-        metadata=_help("Peak learning rate. 0.3 is the prompt-tuning literature's value (Lester et al.; the paper)."),
+    lr: float | LrRule = field(
+        default="auto",
+        metadata=_help(
+            "Peak learning rate: a number, 'auto' (AUTO_LR[optimizer] x the RMS of the model's input embeddings, "
+            "so the step fits the model's embedding scale: 0.012 on SmolLM2-135M, 0.10 on Gemma-3-270M with AdamW) "
+            "or 'range-test' (a short learning-rate range test on the training data before the run). The resolved "
+            "value is recorded in run.json. The literature's 0.3 (Lester et al.) is Adafactor's relative step; with "
+            "AdamW on SmolLM2 it blows the prompt up to ~14x its origin's norm."
+        ),
     )
     optimizer: OptimizerName = field(
         default="adamw",
@@ -150,12 +166,22 @@ class TrainConfig:
         ),
     )
     log_every: int = field(default=10, metadata=_help("Report the running training loss every this many steps."))
+    range_test_steps: int = field(
+        default=40,
+        metadata=_help(
+            "lr='range-test': steps of the test (the learning rate grows geometrically from 1e-4 to 1 x the "
+            "embedding RMS; the prompt and optimizer are reset afterwards)."
+        ),
+    )
 
     def __post_init__(self) -> None:
         _int(self, "steps", minimum=1)
         _int(self, "batch_size", minimum=1)
         _int(self, "grad_accum", minimum=1)
-        _num(self, "lr", positive=True)
+        if self.lr not in get_args(LrRule):
+            if isinstance(self.lr, str):
+                _fail(self, "lr", f"must be a positive number or one of {', '.join(repr(o) for o in get_args(LrRule))}")
+            _num(self, "lr", positive=True)
         _choice(self, "optimizer", OptimizerName)
         _num(self, "weight_decay", positive=False)
         _int(self, "warmup", minimum=0)
@@ -184,6 +210,7 @@ class TrainConfig:
         _bool(self, "group_by_length")
         _bool(self, "train_head")
         _int(self, "log_every", minimum=1)
+        _int(self, "range_test_steps", minimum=5)
 
     # -- helpers ------------------------------------------------------------------------------------------------
 

