@@ -22,8 +22,8 @@ from tpv.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "benchmarks" / "configs"
-EXPERIMENT_CONFIGS = ("sources", "cross_origin", "fewshot", "similarity", "perf")
-OVERLAYS = ("gpu", "mini", "tiny")
+EXPERIMENT_CONFIGS = ("sources", "cross_origin", "fewshot", "similarity", "perf", "calibration")
+OVERLAYS = ("gpu", "mini", "tiny", "gemma")
 
 FAKE_BENCH = """
 import argparse, json

@@ -569,7 +569,12 @@ def test_cli_train_then_eval(tiny: Any, tmp_path: Path, monkeypatch: pytest.Monk
             "--num-virtual-tokens", "4", "--eval-every", "1", "--no-progress"]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout.strip().splitlines()[-1])["steps"] == 2
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 2 and summary["lr_rule"] == "auto" and summary["lr"] > 0
+    assert "norm_ratio" in summary and summary["warnings"] == json.loads((tmp_path / "run" / "run.json").read_text())[
+        "warnings"]  # fmt: skip
+    bad = runner.invoke(app, [*args[:3], str(tmp_path / "run2"), *args[4:], "--lr", "fast"])
+    assert isinstance(bad.exception, ConfigError) and "--lr 'fast'" in str(bad.exception)
     result = runner.invoke(app, ["eval", str(tmp_path / "run"), "--json"])
     assert result.exit_code == 0, result.output
     scored = json.loads(result.stdout)

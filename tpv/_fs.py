@@ -1,13 +1,37 @@
-"""Atomic file and folder writes (internal): a crash mid-write never leaves a half file in place."""
+"""Atomic, durable writes that clean up after themselves, and reads of regular files only (internal).
+
+The guarantees (``docs/format.md``, "Reading and writing"):
+
+* **Atomic.** A file is written to a temp sibling, fsynced and renamed over the destination; a folder is built in
+  a temp sibling and swapped in. A crash or kill at any moment leaves the complete old or the complete new one.
+* **Durable.** The written file (or every file of a written folder) is fsynced before the rename, and the parent
+  folder after it, so the rename survives a power loss.
+* **Cleaned up.** Temp siblings carry the writer's process id (``.NAME.<pid>.<random>.tmp``); the next write to
+  the same destination removes those whose process is gone (left by a kill). A folder swap interrupted between
+  its two renames is finished by :func:`recover_dir` on the next read.
+* **Regular files only.** An output that exists and is not a regular file (a FIFO, a device, a socket) is refused,
+  never replaced; an output that is a symlink is written through (the link stays). An overwritten file keeps its
+  permission bits. Inputs opened with :func:`open_regular` are checked to be regular files without blocking.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import shutil
+import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
+
+from tpv.errors import FormatError
+
+_NAME_MAX = 255
+_STALE_AGE_S = 24 * 3600.0  # temp siblings without a readable pid are removed once this old
 
 
 def _umask() -> int:
@@ -16,31 +40,135 @@ def _umask() -> int:
     return mask
 
 
+def _stem(name: str) -> str:
+    """The name part of temp siblings: the name itself, or a hashed short form when it is too long."""
+    if len(name.encode("utf-8")) <= 180:
+        return name
+    digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return name.encode("utf-8")[:120].decode("utf-8", "ignore") + "~" + digest
+
+
+def _prefix(dest: Path) -> str:
+    return f".{_stem(dest.name)}.{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_siblings(dest: Path) -> list[Path]:
+    """Remove temp siblings of ``dest`` (``.NAME.<pid>.*.tmp`` / ``.old``) whose writing process is gone.
+
+    Siblings of another live process (a concurrent writer) are kept. Returns what was removed.
+    """
+    pattern = re.compile(r"^\." + re.escape(_stem(dest.name)) + r"\.(?:(\d+)\.)?[^/]*\.(tmp|old)$")
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(dest.parent))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None:
+            continue
+        pid = match.group(1)
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        stale = (not _pid_alive(int(pid))) if pid else age > _STALE_AGE_S
+        if not stale or (match.group(2) == "old" and not dest.exists()):
+            continue  # a lone .old is an interrupted folder swap: recover_dir restores it
+        path = Path(entry.path)
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _check_output(dest: Path, *, folder: bool) -> None:
+    """Refuse an output that exists and is neither a regular file nor (for folders) a folder."""
+    try:
+        st = os.stat(dest)
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise FormatError(f"{dest}: cannot write here: a parent of this path is a file, not a folder") from None
+    if stat.S_ISREG(st.st_mode) or (folder and stat.S_ISDIR(st.st_mode)):
+        return
+    if stat.S_ISDIR(st.st_mode):
+        raise FormatError(f"{dest}: is a folder; give a file path (or remove the folder)")
+    raise FormatError(f"{dest}: exists and is not a regular file (a FIFO, socket or device); tpv refuses to replace it")
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _resolve_link(path: Path) -> Path:
+    """A symlink output is written through: the link stays, its target is replaced."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _mkparent(dest: Path) -> None:
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise FormatError(f"{dest}: cannot write here: a parent of this path is a file, not a folder") from None
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temp file in the same folder, fsync, then rename over it.
+    """Write ``data`` to ``path`` through a temp file in the same folder, fsync, rename over it, fsync the folder.
 
     Args:
-        path: destination; its parent folders are created.
+        path: destination; its parent folders are created. A symlink is written through.
         data: the bytes.
 
     Returns:
-        The destination path.
+        The destination path (as given).
+
+    Raises:
+        FormatError: the destination exists and is not a regular file, or a parent is a file.
     """
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    given = Path(path)
+    dest = _resolve_link(given)
+    _mkparent(dest)
+    _check_output(dest, folder=False)
+    clean_stale_siblings(dest)
+    mode = 0o666 & ~_umask()
+    with contextlib.suppress(OSError):
+        mode = stat.S_IMODE(os.stat(dest).st_mode)  # an overwritten file keeps its permissions
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(dest), suffix=".tmp", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        os.chmod(tmp, mode)
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    return dest
+    _fsync_dir(dest.parent)
+    return given
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -48,32 +176,107 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _fsync_tree(folder: Path) -> None:
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                fd = os.open(os.path.join(root, name), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        _fsync_dir(Path(root))
+
+
+def recover_dir(path: str | os.PathLike[str]) -> bool:
+    """Finish a folder swap that a kill interrupted between its two renames.
+
+    :func:`atomic_dir` moves the old folder aside (``.NAME.<pid>.<random>.old``) before moving the new one in; a
+    kill in that gap leaves no folder at ``path`` and the old one beside it. This puts the old one back.
+
+    Returns:
+        Whether a folder was restored.
+    """
+    dest = Path(path)
+    if dest.exists() or not dest.parent.is_dir():
+        return False
+    pattern = re.compile(r"^\." + re.escape(_stem(dest.name)) + r"\.(?:\d+\.)?[^/]*\.old$")
+    olds = sorted(
+        (Path(e.path) for e in os.scandir(dest.parent) if pattern.match(e.name) and e.is_dir(follow_symlinks=False)),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if not olds:
+        return False
+    os.replace(olds[-1], dest)
+    _fsync_dir(dest.parent)
+    return True
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Build a folder in a temp sibling and move it into place only when the block succeeds.
 
-    An existing folder at ``path`` is replaced (moved aside, then deleted after the new one is in place).
+    An existing folder (or file) at ``path`` is replaced: moved aside, the new folder moved in, the old one deleted.
+    Every file is fsynced before the swap and the parent folder after it.
 
     Args:
         path: the folder to produce.
 
     Yields:
         The temp folder to write into.
+
+    Raises:
+        FormatError: ``path`` exists and is neither a folder nor a regular file, or a parent is a file.
     """
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    _mkparent(dest)
+    _check_output(dest, folder=True)
+    recover_dir(dest)
+    clean_stale_siblings(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(dest), suffix=".tmp", dir=dest.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual permissions
+        _fsync_tree(tmp)
         old: Path | None = None
-        if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+        if dest.exists() or dest.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=_prefix(dest), suffix=".old", dir=dest.parent))
             os.rmdir(old)
             os.replace(dest, old)
         os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    old.unlink()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open ``path`` for reading, refusing (without blocking) anything but a regular file.
+
+    Raises:
+        FormatError: no such file, a folder, a FIFO / socket / device, or no permission.
+    """
+    p = Path(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise FormatError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise FormatError(f"{p}: is a folder, not a file") from None
+    except PermissionError:
+        raise FormatError(f"{p}: permission denied") from None
+    except OSError as exc:
+        raise FormatError(f"{p}: cannot open: {exc.strerror or exc}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise FormatError(f"{p}: is a folder, not a file")
+        raise FormatError(f"{p}: is not a regular file (a FIFO, socket or device); tpv reads regular files only")
+    return os.fdopen(fd, "rb")

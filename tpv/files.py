@@ -34,11 +34,11 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, BinaryIO, Literal, overload
 
 import torch
 
-from tpv._fs import atomic_write_bytes
+from tpv._fs import atomic_write_bytes, open_regular
 from tpv.errors import FormatError, InvalidVectorError
 from tpv.origin import Origin
 from tpv.vector import TaskPromptVector
@@ -141,9 +141,11 @@ def _metadata(obj: TaskPromptVector | Origin, provenance: dict[str, Any] | None)
         meta["tpv.init_params"] = json.dumps(dict(obj.params), sort_keys=True)
     if provenance:
         try:
-            meta["tpv.provenance"] = json.dumps(provenance, sort_keys=True)
-        except TypeError as exc:
-            raise FormatError(f"provenance must be JSON-serializable: {exc}") from None
+            if not isinstance(provenance, dict):
+                raise TypeError(f"a dict is needed, got {type(provenance).__name__}")
+            meta["tpv.provenance"] = json.dumps(provenance, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise FormatError(f"provenance must be a JSON-serializable dict of finite values: {exc}") from None
     return meta
 
 
@@ -179,65 +181,95 @@ def save(
 # -- reading ------------------------------------------------------------------------------------------------------
 
 
-def _read_header(path: Path) -> tuple[dict[str, Any], int]:
-    """Parse and check a safetensors header; return (header dict, file size)."""
+_ITEMSIZE = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
+
+
+def _read_header(path: Path, fh: BinaryIO) -> tuple[dict[str, Any], int, int]:
+    """Parse and check a safetensors header from an open file; return (header dict, file size, header length)."""
+    size = os.fstat(fh.fileno()).st_size
+    head = fh.read(9)
+    # A safetensors header (JSON) starts at byte 8 with "{"; a pickle or torch.save zip starts with its magic.
+    # Both checks together: a genuine header length can begin with the pickle magic bytes.
+    magic = head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or head[:4] == b"PK\x03\x04"
+    if magic and head[8:9] != b"{":
+        raise FormatError(
+            f"{path}: this is a pickle / torch.save file; tpv never unpickles files (they can run code). "
+            "Convert it in a trusted session with tpv.save(...), or read adapters with tpv.from_adapter"
+        )
+    head = head[:8]
+    if len(head) < 8:
+        raise FormatError(f"{path}: truncated file ({size} bytes): not even a safetensors header length")
+    (n,) = struct.unpack("<Q", head)
+    if n > _MAX_HEADER or n + 8 > size:
+        raise FormatError(
+            f"{path}: not a valid safetensors file (header length {n} but file size {size}); "
+            "the file is truncated or of another format"
+        )
+    fh.seek(8)
+    raw = fh.read(n)
     try:
-        size = path.stat().st_size
-        with path.open("rb") as fh:
-            head = fh.read(9)
-            # A safetensors header (JSON) starts at byte 8 with "{"; a pickle or torch.save zip starts with its magic.
-            # Both checks together: a genuine header length can begin with the pickle magic bytes.
-            magic = head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or head[:4] == b"PK\x03\x04"
-            if magic and head[8:9] != b"{":
-                raise FormatError(
-                    f"{path}: this is a pickle / torch.save file; tpv never unpickles files (they can run code). "
-                    "Convert it in a trusted session with tpv.save(...), or read adapters with tpv.from_adapter"
-                )
-            head = head[:8]
-            if len(head) < 8:
-                raise FormatError(f"{path}: truncated file ({size} bytes): not even a safetensors header length")
-            (n,) = struct.unpack("<Q", head)
-            if n > _MAX_HEADER or n + 8 > size:
-                raise FormatError(
-                    f"{path}: not a valid safetensors file (header length {n} but file size {size}); "
-                    "the file is truncated or of another format"
-                )
-            fh.seek(8)
-            raw = fh.read(n)
-    except FileNotFoundError:
-        raise FormatError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise FormatError(f"{path}: is a folder; for a PEFT adapter folder use tpv.from_adapter") from None
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError):
         raise FormatError(f"{path}: not a safetensors file (its header is not JSON)") from None
     if not isinstance(header, dict):
         raise FormatError(f"{path}: not a safetensors file (its header is not a JSON object)")
-    data_len = size - 8 - n
+    _check_entries(path, header, size - 8 - n)
+    return header, size, n
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _naturals(value: Any) -> list[int] | None:
+    """``value`` if it is a list of non-negative integers, else ``None``."""
+    if isinstance(value, list) and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in value):
+        return value
+    return None
+
+
+def _check_entries(path: Path, header: dict[str, Any], data_len: int) -> None:
+    """Every tensor entry: a known dtype, a shape of non-negative integers, offsets that match shape x dtype."""
+    meta = header.get("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise FormatError(f"{path}: the header's __metadata__ must map strings to strings")
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2) or offsets[1] > data_len:
+        if not isinstance(entry, dict):
+            raise FormatError(f"{path}: tensor entry {name!r} must be an object, found {type(entry).__name__}")
+        offsets, shape, dtype = _naturals(entry.get("data_offsets")), _naturals(entry.get("shape")), entry.get("dtype")
+        if offsets is None or len(offsets) != 2 or offsets[0] > offsets[1]:
+            raise FormatError(f"{path}: tensor {name!r} has invalid data_offsets {str(entry.get('data_offsets'))[:80]}")
+        if shape is None:
+            raise FormatError(f"{path}: tensor {name!r} has an invalid shape {str(entry.get('shape'))[:80]}")
+        if offsets[1] > data_len:
             raise FormatError(
-                f"{path}: truncated file: tensor {name!r} needs bytes up to {offsets and offsets[-1]} "
+                f"{path}: truncated file: tensor {name!r} needs bytes up to {offsets[1]} "
                 f"but the file holds {data_len} bytes of data"
             )
-    return header, size
+        if dtype in _ITEMSIZE:
+            need = _ITEMSIZE[dtype]
+            for dim in shape:
+                need *= dim
+            if need != offsets[1] - offsets[0]:
+                raise FormatError(
+                    f"{path}: tensor {name!r} of shape {shape} and dtype {dtype} needs {need} bytes but its offsets "
+                    f"span {offsets[1] - offsets[0]}: the header is corrupted"
+                )
 
 
 def _parse_json(path: Path, key: str, raw: str) -> Any:
     try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
+        return json.loads(raw, parse_constant=_no_constant)
+    except (TypeError, ValueError):
         raise FormatError(f"{path}: metadata key {key!r} is not valid JSON: {raw[:80]!r}") from None
 
 
 def _parse_int(path: Path, key: str, raw: str) -> int:
     try:
         return int(raw)
-    except ValueError:
+    except (TypeError, ValueError):
         raise FormatError(f"{path}: metadata key {key!r} must be an integer, found {raw[:40]!r}") from None
 
 
@@ -255,7 +287,13 @@ def inspect(path: str | os.PathLike[str]) -> FileInfo:
             missing metadata keys or malformed values.
     """
     p = Path(path)
-    header, size = _read_header(p)
+    with open_regular(p) as fh:
+        header, size, _n = _read_header(p, fh)
+    return _info(p, header, size)
+
+
+def _info(p: Path, header: dict[str, Any], size: int) -> FileInfo:
+    """The FileInfo of a checked header (every tpv field validated)."""
     meta = header.get("__metadata__") or {}
     if not isinstance(meta, dict) or "tpv.format_version" not in meta:
         raise FormatError(
@@ -310,8 +348,12 @@ def inspect(path: str | os.PathLike[str]) -> FileInfo:
     )
     if info.token_dim != info.shape[1]:
         raise FormatError(f"{p}: metadata token_dim {info.token_dim} does not match the tensor width {info.shape[1]}")
-    if not isinstance(info.terms, dict):
-        raise FormatError(f"{p}: 'tpv.terms' must be a JSON object task -> coefficient")
+    if not isinstance(info.terms, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in info.terms.values()
+    ):
+        raise FormatError(f"{p}: 'tpv.terms' must be a JSON object task -> finite number")
+    if not isinstance(info.init_params, dict) or not isinstance(info.provenance, dict):
+        raise FormatError(f"{p}: 'tpv.init_params' and 'tpv.provenance' must be JSON objects")
     return info
 
 
@@ -338,14 +380,19 @@ def load(path: str | os.PathLike[str], *, kind: Kind | None = None) -> TaskPromp
             origin, or an origin whose content hash does not match its recorded id (a corrupted file).
     """
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load as st_load
 
-    info = inspect(path)
-    if kind is not None and info.kind != kind:
-        raise FormatError(f"{path}: expected a tpv {kind} file, found a {info.kind} file")
+    p = Path(path)
+    with open_regular(p) as fh:  # header and tensor from one open file: a concurrent replace cannot mix two files
+        header, size, _n = _read_header(p, fh)
+        info = _info(p, header, size)
+        if kind is not None and info.kind != kind:
+            raise FormatError(f"{path}: expected a tpv {kind} file, found a {info.kind} file")
+        fh.seek(0)
+        blob = fh.read()
     try:
-        tensor = load_file(str(path))[info.kind]
-    except SafetensorError as exc:
+        tensor = st_load(blob)[info.kind]
+    except (SafetensorError, KeyError) as exc:
         raise FormatError(f"{path}: cannot read the tensor: {exc}") from None
     try:
         if info.kind == "vector":

@@ -422,20 +422,46 @@ def resolve_config_path(name: str | os.PathLike[str]) -> Path:
     raise ConfigError(f"config {str(name)!r} not found: give a YAML file or a shipped name ({known})")
 
 
+def _no_alias_loader() -> Any:
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        """A safe loader that refuses aliases (``*name``).
+
+        Configs are plain data, and aliases can nest into a document of billions of nodes from a few hundred bytes.
+        """
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise yaml.YAMLError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed in configs")
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = yaml.load(text, Loader=_no_alias_loader())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_short(str(exc), 300)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file; a config is YAML text") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config: {exc}") from None
+        raise ConfigError(f"{path}: cannot read the config: {exc.strerror or exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping of keys to values, got {type(data).__name__}")
     return data
+
+
+def _short(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters (config messages stay bounded whatever the value)."""
+    return text if len(text) <= limit else text[: limit - 20] + f"... ({len(text)} chars)"
 
 
 def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
@@ -470,7 +496,7 @@ def parse_override(text: str) -> dict[str, Any]:
     if not sep or not all(parts):
         raise ConfigError(f"--set {text!r}: write key.path=value, e.g. fewshot.seeds=[0,1]")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml.load(raw, Loader=_no_alias_loader()) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {text!r}: the value is not valid YAML: {exc}") from None
     out: dict[str, Any] = {parts[-1]: value}
@@ -549,7 +575,7 @@ def _format_errors(exc: ValidationError, merged: Mapping[str, Any], layers: Sequ
             hint = " (an experiment config sets it: sources, cross_origin, fewshot, similarity, perf)"
             lines.append(f"{key} is missing: {rule}{hint if key == 'experiment' else ''}")
             continue
-        shown = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+        shown = _short(json.dumps(value, default=str) if not isinstance(value, str) else repr(value), 200)
         origin = f" (set in {where})" if where else ""
         lines.append(f"{key} = {shown}{origin}: {rule}")
     return "invalid benchmark config:\n  " + "\n  ".join(lines)

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from tpv._fs import atomic_dir
+from tpv._fs import atomic_dir, recover_dir
 from tpv.errors import FormatError
 
 __all__ = ["CHECKPOINT_DIR", "CheckpointState", "read_checkpoint", "write_checkpoint"]
@@ -115,6 +115,7 @@ def read_checkpoint(out_dir: str | os.PathLike[str]) -> CheckpointState | None:
     from safetensors.torch import load_file
 
     folder = Path(out_dir) / CHECKPOINT_DIR
+    recover_dir(folder)  # a kill between the two renames of a checkpoint swap left the old one aside
     if not folder.is_dir():
         return None
     meta_path, tensor_path = folder / "state.json", folder / "state.safetensors"
@@ -126,17 +127,29 @@ def read_checkpoint(out_dir: str | os.PathLike[str]) -> CheckpointState | None:
             f"cannot read the checkpoint in {str(folder)!r}: {exc}. Fix: delete that folder to start over"
         ) from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise FormatError(f"{meta_path} is not a tpv checkpoint (format {doc.get('format')!r})")
-    if int(doc.get("version", 0)) > VERSION:
-        raise FormatError(f"{meta_path} has checkpoint version {doc['version']}; this tpv reads up to {VERSION}")
-    params = {k[len("param.") :]: v for k, v in tensors.items() if k.startswith("param.")}
-    best = {k[len("best.") :]: v for k, v in tensors.items() if k.startswith("best.")}
-    rng = {k[len("rng.") :]: v for k, v in tensors.items() if k.startswith("rng.")}
-    return CheckpointState(
-        step=int(doc["step"]),
-        params=params,
-        best_params=best if doc.get("has_best") else None,
-        optimizer=_unflatten_optimizer(tensors, doc["optimizer"]),
-        rng=rng,
-        info=dict(doc.get("info", {})),
-    )
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise FormatError(f"{meta_path} is not a tpv checkpoint (format {got!r}). Fix: delete {folder} to start over")
+    try:
+        if int(doc.get("version", 0)) > VERSION:
+            raise FormatError(f"{meta_path} has checkpoint version {doc['version']}; this tpv reads up to {VERSION}")
+        params = {k[len("param.") :]: v for k, v in tensors.items() if k.startswith("param.")}
+        best = {k[len("best.") :]: v for k, v in tensors.items() if k.startswith("best.")}
+        rng = {k[len("rng.") :]: v for k, v in tensors.items() if k.startswith("rng.")}
+        info = doc.get("info", {})
+        if not isinstance(info, dict):
+            raise TypeError("info is not an object")
+        return CheckpointState(
+            step=int(doc["step"]),
+            params=params,
+            best_params=best if doc.get("has_best") else None,
+            optimizer=_unflatten_optimizer(tensors, doc["optimizer"]),
+            rng=rng,
+            info=dict(info),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        if isinstance(exc, FormatError):
+            raise
+        raise FormatError(
+            f"{meta_path} is not a readable tpv checkpoint ({type(exc).__name__}: {exc}). Fix: delete {folder} to "
+            "start over"
+        ) from None

@@ -492,6 +492,11 @@ def _accelerator(launcher: Launcher, device: torch.device) -> Any:
 
 
 def _check_out_dir(out: Path, *, resume: bool, overwrite: bool) -> CheckpointState | None:
+    if resume and overwrite:
+        raise ConfigError("resume=True and overwrite=True contradict each other: pass one (resume continues the run "
+                          "in out_dir, overwrite replaces it)")  # fmt: skip
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out_dir {str(out)!r} is a file, not a folder; pass a folder path")
     ckpt = read_checkpoint(out) if resume else None
     if ckpt is not None:
         return ckpt
@@ -501,7 +506,12 @@ def _check_out_dir(out: Path, *, resume: bool, overwrite: bool) -> CheckpointSta
             f"{str(out)!r} holds a finished run ({RUN_FILE}) and no checkpoint, so there is nothing to resume. "
             "Fix: pick a new out_dir, or pass overwrite=True to train again"
         )
-    if not resume and not overwrite and (finished or (out / CHECKPOINT_DIR).exists()):
+    if resume:
+        raise TrainingError(
+            f"{str(out)!r} holds no checkpoint to resume from. Fix: drop resume=True (--resume) to start a new run "
+            "there, or point out_dir at the run to continue"
+        )
+    if not overwrite and (finished or (out / CHECKPOINT_DIR).exists()):
         raise ConfigError(
             f"out_dir {str(out)!r} already holds a run; pass resume=True to continue it, overwrite=True to replace "
             "it, or another out_dir"
@@ -1121,6 +1131,10 @@ def train(
     if config is not None and not isinstance(config, TrainConfig):
         raise ConfigError(f"config must be a tpv.TrainConfig, got {type(config).__name__}")
     cfg = (config or TrainConfig()).replace(**options) if options else (config or TrainConfig())
+    out = Path(out_dir) if out_dir is not None else None
+    if out is None and resume:
+        raise ConfigError("resume=True needs out_dir (the run folder holding the checkpoint)")
+    checkpoint = _check_out_dir(out, resume=resume, overwrite=overwrite) if out is not None else None
     setup = _setup(
         model,
         tokenizer,
@@ -1134,9 +1148,7 @@ def train(
         origin=origin,
         task_type=task_type,
     )
-    out = Path(out_dir) if out_dir is not None else None
     session = _Session(setup, out=out, launcher=launcher, progress=progress, callback=callback)
-    checkpoint = _check_out_dir(out, resume=resume, overwrite=overwrite) if out is not None else None
     if checkpoint is not None:
         session.restore(checkpoint)
     else:

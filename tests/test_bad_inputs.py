@@ -1,0 +1,275 @@
+"""Faults and hostile files from the bad-input audit: reads from one open file, writes that clean up, no blocking."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import tpv
+from tpv._fs import atomic_dir, atomic_write_bytes, clean_stale_siblings, open_regular, recover_dir
+from tpv.errors import ConfigError, FormatError, TrainingError
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    """An origin and two vectors on disk (the audit's setup)."""
+    o = tpv.Origin.gaussian(num_virtual_tokens=4, token_dim=8, seed=0, base_model="m")
+    paths = {"origin": tmp_path / "origin.safetensors", "a": tmp_path / "a.safetensors"}
+    tpv.save(o, paths["origin"])
+    tpv.save(tpv.TaskPromptVector.from_prompts(o.tensor + 1, o, task="a"), paths["a"])
+    return paths
+
+
+def _variant(src: Path, dst: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    raw = src.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    edit(header)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    dst.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n :])
+    return dst
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+# -- reading -------------------------------------------------------------------------------------------------------
+
+WRITER = r"""
+import sys, torch, tpv
+o = tpv.Origin.gaussian(num_virtual_tokens=4, token_dim=8, seed=0)
+A = tpv.TaskPromptVector.from_tensor(torch.full((4, 8), 1.0, dtype=torch.float64), origin_id=o.id, task="A")
+B = tpv.TaskPromptVector.from_tensor(torch.full((4, 8), -1.0, dtype=torch.float64), origin_id=o.id, task="B")
+tpv.save(A, sys.argv[1]); print("READY", flush=True)
+while True:
+    tpv.save(B, sys.argv[1]); tpv.save(A, sys.argv[1])
+"""
+
+
+def test_load_never_mixes_two_files_under_concurrent_replace(tmp_path: Path) -> None:
+    """A load racing an atomic replace returns one whole file: terms and numbers from the same version."""
+    dest = tmp_path / "race.safetensors"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(dest)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "READY"
+        loads, end = 0, time.monotonic() + 3.0
+        while time.monotonic() < end:
+            v = tpv.load(dest)
+            loads += 1
+            assert (next(iter(v.terms)), float(v.tensor[0, 0])) in (("A", 1.0), ("B", -1.0))
+        assert loads > 50
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo (POSIX)")
+def test_fifo_input_is_refused_without_blocking(tmp_path: Path) -> None:
+    """inspect/load of a FIFO answer at once that it is not a regular file (no writer ever opens it)."""
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    start = time.monotonic()
+    for fn in (tpv.inspect, tpv.load):
+        with pytest.raises(FormatError, match="not a regular file"):
+            fn(fifo)
+    assert time.monotonic() - start < 5
+
+
+def test_folder_input_is_named(tmp_path: Path) -> None:
+    """A folder given as a file says so."""
+    with pytest.raises(FormatError, match="is a folder"):
+        open_regular(tmp_path)
+
+
+BAD_HEADERS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "offsets of strings": lambda h: h["vector"].update(data_offsets=["0", "8"]),
+    "shape holding a string": lambda h: h["vector"].update(shape=[4, "8"]),
+    "format version a list": lambda h: h["__metadata__"].update({"tpv.format_version": [1]}),
+    "tensor entry a number": lambda h: h.update(vector=5),
+    "huge shape over few bytes": lambda h: h["vector"].update(shape=[2**40, 8]),
+    "terms NaN": lambda h: h["__metadata__"].update({"tpv.terms": '{"a": NaN}'}),
+    "terms a list": lambda h: h["__metadata__"].update({"tpv.terms": "[1, 2]"}),
+    "metadata value a number": lambda h: h["__metadata__"].update({"tpv.token_dim": 8}),
+}
+
+
+@pytest.mark.parametrize("case", BAD_HEADERS)
+def test_malformed_headers_are_format_errors(files: dict[str, Path], tmp_path: Path, case: str) -> None:
+    """Every malformed header field is one FormatError from inspect and from load, never a raw exception."""
+    bad = _variant(files["a"], tmp_path / "bad.safetensors", BAD_HEADERS[case])
+    for fn in (tpv.inspect, tpv.load):
+        with pytest.raises(FormatError, match=str(bad).replace("\\", "\\\\")):
+            fn(bad)
+
+
+# -- writing -------------------------------------------------------------------------------------------------------
+
+
+def test_stale_temp_files_of_killed_writers_are_removed(tmp_path: Path) -> None:
+    """The next write removes temp siblings of a dead process, keeps a live writer's, and leaves none of its own."""
+    dest = tmp_path / "v.safetensors"
+    dead = tmp_path / f".v.safetensors.{_dead_pid()}.abcd.tmp"
+    live = tmp_path / f".v.safetensors.{os.getppid()}.efgh.tmp"
+    dead.write_bytes(b"x" * 100)
+    live.write_bytes(b"y")
+    atomic_write_bytes(dest, b"new")
+    assert not dead.exists() and live.exists() and dest.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([dest.name, live.name])
+
+
+def test_killed_save_then_new_save_leaves_no_temp_file(tmp_path: Path) -> None:
+    """A save SIGKILLed while writing leaves at most its temp file, which the next save removes."""
+    dest = tmp_path / "big.safetensors"
+    code = (
+        "import sys, torch, tpv\n"
+        "o = tpv.Origin.gaussian(num_virtual_tokens=4, token_dim=8, seed=0)\n"
+        "v = tpv.TaskPromptVector.from_tensor(torch.zeros(4000, 4000), origin_id=o.id, task='a')\n"
+        "print('GO', flush=True)\n"
+        "while True: tpv.save(v, sys.argv[1])\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(dest)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "GO"
+    time.sleep(1.0)
+    proc.kill()
+    proc.wait()
+    o = tpv.Origin.gaussian(num_virtual_tokens=4, token_dim=8, seed=0)
+    tpv.save(o, dest)
+    assert [p.name for p in tmp_path.iterdir()] == [dest.name]
+
+
+def test_overwrite_keeps_the_mode(tmp_path: Path, files: dict[str, Path]) -> None:
+    """An overwritten file keeps its permission bits."""
+    os.chmod(files["a"], 0o640)
+    tpv.save(tpv.load(files["a"]), files["a"])
+    assert stat.S_IMODE(files["a"].stat().st_mode) == 0o640
+
+
+def test_long_file_names_fit_the_temp_name(tmp_path: Path) -> None:
+    """A legal 250-byte file name is written (the temp sibling's name is shortened, not the output's)."""
+    dest = tmp_path / ("v" * 238 + ".safetensors")
+    atomic_write_bytes(dest, b"ok")
+    assert dest.read_bytes() == b"ok"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo (POSIX)")
+def test_special_file_outputs_are_refused(tmp_path: Path, files: dict[str, Path]) -> None:
+    """An output that exists and is a FIFO is refused, never replaced; a folder output is named as one."""
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(FormatError, match="not a regular file"):
+        tpv.save(tpv.load(files["a"]), fifo)
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    with pytest.raises(FormatError, match="is a folder"):
+        tpv.save(tpv.load(files["a"]), tmp_path)
+    with pytest.raises(FormatError, match="parent of this path is a file"):
+        tpv.save(tpv.load(files["a"]), files["a"] / "x.safetensors")
+
+
+def test_symlink_output_is_written_through(tmp_path: Path, files: dict[str, Path]) -> None:
+    """Saving onto a symlink replaces its target and keeps the link."""
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(files["origin"])
+    tpv.save(tpv.load(files["a"]), link)
+    assert link.is_symlink() and tpv.inspect(files["origin"]).kind == "vector"
+
+
+def test_atomic_dir_over_a_regular_file_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Replacing a regular file by a folder removes the old file (no hidden .old left)."""
+    out = tmp_path / "out"
+    out.write_text("old")
+    with atomic_dir(out) as tmp:
+        (tmp / "f").write_text("new")
+    assert (out / "f").read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_interrupted_folder_swap_is_recovered_on_read(tmp_path: Path) -> None:
+    """A kill between the two renames leaves only the old folder aside; recover_dir and the next swap restore it."""
+    out = tmp_path / "checkpoint"
+    aside = tmp_path / f".checkpoint.{_dead_pid()}.abcd1234.old"
+    aside.mkdir()
+    (aside / "state.json").write_text("{}")
+    clean_stale_siblings(out)  # a lone .old is kept for recovery, even from a dead process
+    assert aside.is_dir()
+    assert recover_dir(out) and (out / "state.json").read_text() == "{}" and not aside.exists()
+    assert not recover_dir(out)
+
+
+def test_resume_after_a_kill_in_the_swap_gap_continues(tiny: Any, tmp_path: Path) -> None:
+    """--resume finds the checkpoint a kill left aside, and resume with nothing to resume is an error."""
+    from tpv.engine import train
+    from tpv.engine.loop import TrainEvent
+
+    words = (" negative", " positive")
+    data = [("good", 1), ("bad", 0), ("great", 1), ("awful", 0)]
+    opts = {"steps": 6, "save_every": 2, "num_virtual_tokens": 2, "batch_size": 4, "progress": False, "lr": 0.01}
+
+    class Stop(Exception):
+        pass
+
+    def crash(event: TrainEvent) -> None:
+        if event.kind == "checkpoint" and event.step == 4:
+            raise Stop
+
+    model, tok = tiny("llama")
+    with pytest.raises(Stop):
+        train(model, tok, data, label_words=words, out_dir=tmp_path / "run", callback=crash, **opts)
+    os.replace(tmp_path / "run" / "checkpoint", tmp_path / "run" / f".checkpoint.{_dead_pid()}.abcd1234.old")
+    model, tok = tiny("llama")
+    resumed = train(model, tok, data, label_words=words, out_dir=tmp_path / "run", resume=True, **opts)
+    assert resumed.resumed_from == 4
+    model, tok = tiny("llama")
+    with pytest.raises(TrainingError, match="holds no checkpoint"):
+        train(model, tok, data, label_words=words, out_dir=tmp_path / "empty", resume=True, **opts)
+    with pytest.raises(ConfigError, match="contradict"):
+        train(model, tok, data, label_words=words, out_dir=tmp_path / "run", resume=True, overwrite=True, **opts)
+
+
+def test_broken_checkpoint_json_is_one_format_error(tmp_path: Path) -> None:
+    """A checkpoint whose state.json is a list or lacks keys is a FormatError naming the file and the fix."""
+    from tpv.engine.checkpoint import CheckpointState, read_checkpoint, write_checkpoint
+
+    state = CheckpointState(step=2, params={"p": torch.zeros(2)}, best_params=None, optimizer={"state": {},
+                            "param_groups": []}, rng={}, info={})  # fmt: skip
+    write_checkpoint(tmp_path, state)
+    meta = tmp_path / "checkpoint" / "state.json"
+    for broken in ("[1, 2]", '{"format": "tpv-checkpoint", "version": 1}', "not json"):
+        meta.write_text(broken)
+        with pytest.raises(FormatError, match="state.json|checkpoint"):
+            read_checkpoint(tmp_path)
+
+
+# -- configs are data ----------------------------------------------------------------------------------------------
+
+
+def test_yaml_aliases_are_refused_fast(tmp_path: Path) -> None:
+    """A 'billion laughs' config is refused at its first alias, in one short line."""
+    from tpv.bench.config import load_config
+
+    lines = ["experiment: sources", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    path = tmp_path / "laughs.yaml"
+    path.write_text("\n".join([*lines, "description: *a8"]) + "\n")
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match="aliases") as info:
+        load_config(path)
+    assert time.monotonic() - start < 5 and len(str(info.value)) < 400
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"experiment: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="not a UTF-8 text file"):
+        load_config(binary)
