@@ -219,15 +219,15 @@ def test_resume_after_a_kill_in_the_swap_gap_continues(tiny: Any, tmp_path: Path
     data = [("good", 1), ("bad", 0), ("great", 1), ("awful", 0)]
     opts = {"steps": 6, "save_every": 2, "num_virtual_tokens": 2, "batch_size": 4, "progress": False, "lr": 0.01}
 
-    class Stop(Exception):
+    class StopError(Exception):
         pass
 
     def crash(event: TrainEvent) -> None:
         if event.kind == "checkpoint" and event.step == 4:
-            raise Stop
+            raise StopError
 
     model, tok = tiny("llama")
-    with pytest.raises(Stop):
+    with pytest.raises(StopError):
         train(model, tok, data, label_words=words, out_dir=tmp_path / "run", callback=crash, **opts)
     os.replace(tmp_path / "run" / "checkpoint", tmp_path / "run" / f".checkpoint.{_dead_pid()}.abcd1234.old")
     model, tok = tiny("llama")
@@ -250,7 +250,7 @@ def test_broken_checkpoint_json_is_one_format_error(tmp_path: Path) -> None:
     meta = tmp_path / "checkpoint" / "state.json"
     for broken in ("[1, 2]", '{"format": "tpv-checkpoint", "version": 1}', "not json"):
         meta.write_text(broken)
-        with pytest.raises(FormatError, match="state.json|checkpoint"):
+        with pytest.raises(FormatError, match=r"state\.json|checkpoint"):
             read_checkpoint(tmp_path)
 
 
