@@ -40,8 +40,29 @@ json.dump({"rows": [{"name": "train", "steps_per_s": 2.5, "baseline_steps_per_s"
 
 
 @pytest.fixture(autouse=True)
-def _shipped_configs(monkeypatch: pytest.MonkeyPatch) -> None:
+def _shipped_configs(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     monkeypatch.setenv(bench_config.CONFIGS_ENV, str(CONFIGS))
+    monkeypatch.setenv("TPV_BENCH_TRUSTED", str(tmp_path_factory.getbasetemp()))  # the tests' fake scripts
+
+
+def test_configs_cannot_name_scripts_outside_the_benchmarks_folder(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A perf config naming a scripts folder or a results file outside benchmarks/ is refused before anything runs."""
+    monkeypatch.delenv("TPV_BENCH_TRUSTED")
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "bench_x.py").write_text("import pathlib; pathlib.Path('MARKER').write_text('ran')\n")
+    config, layers = tiny_config("perf", tiny_model_dir, f"perf.scripts_dir={scripts}", "perf.benchmarks=[x]")
+    with pytest.raises(ConfigError, match="outside the project's benchmarks/ folder"):
+        run(config, tmp_path / "out", layers=layers)
+    secret = tmp_path / "secret.json"
+    secret.write_text("{}")
+    config, layers = tiny_config("perf", tiny_model_dir, "perf.gather=true", f"perf.results_files={{engine: {secret}}}",
+                                 "perf.benchmarks=[engine]")  # fmt: skip
+    with pytest.raises(ConfigError, match="outside the project's benchmarks/ folder"):
+        run(config, tmp_path / "out", layers=layers)
+    assert not (tmp_path / "MARKER").exists() and not Path("MARKER").exists()
 
 
 @pytest.fixture(scope="module")

@@ -698,15 +698,37 @@ def _repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+TRUSTED_ENV = "TPV_BENCH_TRUSTED"
+"""Environment variable: extra folders (``os.pathsep``-separated) whose scripts and files a perf config may name,
+beside the project's own ``benchmarks/`` (for tests and development; a config itself can never widen this)."""
+
+
+def _trusted(path: Path, what: str) -> Path:
+    """``path`` resolved, if it lies inside ``benchmarks/`` of the project or a folder of ``$TPV_BENCH_TRUSTED``.
+
+    Configs are data: a config naming a script or file elsewhere is refused, so running a config never runs code
+    or copies files from outside the project's benchmark folder.
+    """
+    resolved = path.resolve()
+    roots = [_repo_root() / "benchmarks"]
+    roots += [Path(p) for p in os.environ.get(TRUSTED_ENV, "").split(os.pathsep) if p]
+    if any(resolved.is_relative_to(root.resolve()) for root in roots):
+        return resolved
+    raise ConfigError(
+        f"{what} {str(path)!r} is outside the project's benchmarks/ folder; configs may only name scripts and files "
+        f"inside it (or inside a folder listed in ${TRUSTED_ENV})"
+    )
+
+
 def _repo_path(path: str) -> Path:
     p = Path(path)
-    return p if p.is_absolute() else _repo_root() / p
+    return _trusted(p if p.is_absolute() else _repo_root() / p, "perf.results_files names")
 
 
 def _scripts_dir(configured: str | None) -> Path:
     if configured:
         path = Path(configured)
-        return path if path.is_absolute() else _repo_root() / path
+        return _trusted(path if path.is_absolute() else _repo_root() / path, "perf.scripts_dir")
     return _repo_root() / "benchmarks"
 
 
