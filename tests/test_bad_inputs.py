@@ -273,3 +273,14 @@ def test_yaml_aliases_are_refused_fast(tmp_path: Path) -> None:
     binary.write_bytes(b"experiment: \xff\xfe\n")
     with pytest.raises(ConfigError, match="not a UTF-8 text file"):
         load_config(binary)
+
+
+def test_pickled_model_folders_are_refused_in_one_line(tmp_path: Path) -> None:
+    """A model folder holding only pytorch_model.bin is refused before anything is unpickled."""
+    from tpv.errors import ModelError
+    from tpv.models import load_model
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
+    with pytest.raises(ModelError, match="safetensors files only"):
+        load_model(str(tmp_path))

@@ -448,10 +448,18 @@ def load_model(
         "seq2seq": AutoModelForSeq2SeqLM,
         "seq-cls": AutoModelForSequenceClassification,
     }[task]
-    kwargs: dict[str, Any] = {"dtype": dtype}
+    # safetensors only: a pickled pytorch_model.bin can run code when loaded, and tpv never unpickles
+    kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True}
     if task == "seq-cls" and num_labels is not None:
         kwargs["num_labels"] = num_labels
         kwargs["ignore_mismatched_sizes"] = True  # a head of another size is re-initialized (a new task)
+    folder = Path(where)
+    if folder.is_dir() and not list(folder.glob("*.safetensors")) and list(folder.glob("*.bin")):
+        raise ModelError(
+            f"{name!r} holds only pickled weights (*.bin); tpv loads safetensors files only, since unpickling can run "
+            "code. Fix: convert the folder in a session you trust (model.save_pretrained(folder, "
+            "safe_serialization=True))"
+        )
     try:
         model = auto.from_pretrained(where, **kwargs)
     except (OSError, ValueError) as exc:
