@@ -284,3 +284,28 @@ def test_pickled_model_folders_are_refused_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
     with pytest.raises(ModelError, match="safetensors files only"):
         load_model(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("1_0,2", "comma-separated numbers"), ("1,inf", "comma-separated numbers"), ("", "comma-separated numbers")],
+)
+def test_weights_are_plain_numbers(text: str, message: str) -> None:
+    """--weights refuses digit grouping and non-finite values instead of misreading them."""
+    from tpv.cli.merge import parse_weights
+
+    with pytest.raises(ConfigError, match=message):
+        parse_weights(text)
+    assert parse_weights("1, 0.5,-2e-1") == [1.0, 0.5, -0.2]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("0:1:0", "step > 0"), ("1:0:0.1", "stop >= start"), ("0:1:0.00001", "at most 10,000"), ("0:a:1", "like 0,0.5")],
+)
+def test_grid_errors_keep_their_specific_message(text: str, message: str) -> None:
+    """Each malformed --grid gets its own message, not the generic one."""
+    from tpv.cli.merge import parse_grid
+
+    with pytest.raises(ConfigError, match=message):
+        parse_grid(text)

@@ -143,7 +143,7 @@ def run_demo(
     sources: Sequence[str] = DEFAULT_SOURCES,
     target: str = DEFAULT_TARGET,
     shots: int = 16,
-    source_steps: int = 40,
+    source_steps: int = 100,
     target_steps: int = 16,
     eval_examples: int = 100,
     num_virtual_tokens: int = 50,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -25,6 +26,16 @@ __all__ = ["combine_command", "parse_grid", "parse_weights", "register", "search
 # -- helpers --------------------------------------------------------------------------------------------------
 
 
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def _number(text: str) -> float:
+    """A plain decimal number (no ``1_0`` digit grouping, no ``inf``/``nan``); ValueError otherwise."""
+    if not _NUMBER.fullmatch(text.strip()):
+        raise ValueError(text)
+    return float(text)
+
+
 def parse_weights(text: str) -> list[float]:
     """``"1,0.5"`` -> ``[1.0, 0.5]``.
 
@@ -33,7 +44,7 @@ def parse_weights(text: str) -> list[float]:
     """
     parts = [p.strip() for p in text.split(",")]
     try:
-        values = [float(p) for p in parts]
+        values = [_number(p) for p in parts]
     except ValueError:
         raise ConfigError(f"--weights must be comma-separated numbers such as 1,0.5; got {text!r}") from None
     if not values or not all(math.isfinite(v) for v in values):
@@ -48,20 +59,22 @@ def parse_grid(text: str) -> tuple[float, ...]:
         ConfigError: malformed text, a non-positive step, or more than 10,000 values.
     """
     text = text.strip()
+    malformed = f"--grid must be numbers like 0,0.5,1 or start:stop:step like 0:1:0.05; got {text!r}"
+    if ":" in text:
+        try:
+            start, stop, step = (_number(x) for x in text.split(":"))
+        except ValueError:
+            raise ConfigError(malformed) from None
+        if not step > 0 or stop < start:
+            raise ConfigError(f"--grid start:stop:step needs step > 0 and stop >= start, got {text!r}")
+        count = math.floor((stop - start) / step + 1e-9) + 1
+        if count > 10_000:
+            raise ConfigError(f"--grid {text!r} has {count} values; at most 10,000")
+        return tuple(round(start + k * step, 10) for k in range(count))
     try:
-        if ":" in text:
-            start, stop, step = (float(x) for x in text.split(":"))
-            if not step > 0 or stop < start:
-                raise ConfigError(f"--grid start:stop:step needs step > 0 and stop >= start, got {text!r}")
-            count = math.floor((stop - start) / step + 1e-9) + 1
-            if count > 10_000:
-                raise ConfigError(f"--grid {text!r} has {count} values; at most 10,000")
-            return tuple(round(start + k * step, 10) for k in range(count))
-        values = tuple(float(x) for x in text.split(","))
+        values = tuple(_number(x) for x in text.split(","))
     except ValueError:
-        raise ConfigError(
-            f"--grid must be numbers like 0,0.5,1 or start:stop:step like 0:1:0.05; got {text!r}"
-        ) from None
+        raise ConfigError(malformed) from None
     if not all(math.isfinite(v) for v in values):
         raise ConfigError(f"--grid values must be finite, got {text!r}")
     return values

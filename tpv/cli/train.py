@@ -312,7 +312,7 @@ def demo_command(
         typer.Option("--out", "-o", help="Also write every run and demo.json here."),
     ] = None,
     shots: Annotated[int, typer.Option(help="Target training examples per class.")] = 16,
-    source_steps: Annotated[int, typer.Option(help="Steps per source prompt.")] = 40,
+    source_steps: Annotated[int, typer.Option(help="Steps per source prompt.")] = 100,
     target_steps: Annotated[int, typer.Option(help="Steps per target run.")] = 16,
     eval_examples: Annotated[int, typer.Option(help="Examples scored per evaluation.")] = 100,
     combine: Annotated[str, typer.Option(help="sum or mean of the source vectors.")] = "sum",
