@@ -309,3 +309,20 @@ def test_grid_errors_keep_their_specific_message(text: str, message: str) -> Non
 
     with pytest.raises(ConfigError, match=message):
         parse_grid(text)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--std", "inf"], "--std must be a positive finite number"), (["--seed", str(2**64)], "--seed must be"),
+     (["--submodules", "3"], "--submodules must be 1"), (["--dim", "1000000", "--tokens", "1000000"], "far larger")],
+)  # fmt: skip
+def test_origin_new_refuses_by_the_option(tmp_path: Path, args: list[str], message: str) -> None:
+    """`tpv origin new` names the option that was wrong (not the tensor, not the allocator) and writes nothing."""
+    from typer.testing import CliRunner
+
+    from tpv.cli import app
+
+    out = tmp_path / "o.safetensors"
+    result = CliRunner().invoke(app, ["origin", "new", "--dim", "8", "--tokens", "4", *args, "-o", str(out)])
+    assert result.exit_code != 0 and message in str(result.exception) + result.output
+    assert not out.exists()

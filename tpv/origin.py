@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Literal, get_args
@@ -48,10 +49,22 @@ def _positive(value: object, name: str) -> int:
     return value
 
 
+_MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
+_MAX_ELEMENTS = 2**31  # 8 GiB of float32: far beyond any soft prompt; refuses absurd sizes before allocating
+
+
 def _seed(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_SEED:
+        raise ConfigError(f"seed must be an integer in 0..2**63-1, got {value!r}")
     return value
+
+
+def _size(rows: int, dim: int) -> None:
+    if rows * dim > _MAX_ELEMENTS:
+        raise ConfigError(
+            f"an origin of {rows} x {dim} values ({rows * dim * 4 / 2**30:.0f} GiB of float32) is far larger than any "
+            "soft prompt; check num_virtual_tokens and token_dim"
+        )
 
 
 def _check_embeddings(embeddings: object) -> torch.Tensor:
@@ -187,8 +200,9 @@ class Origin(PromptShape):
             num_transformer_submodules, "num_transformer_submodules"
         )
         dim = _positive(token_dim, "token_dim")
-        if not isinstance(std, int | float) or isinstance(std, bool) or not std > 0:
-            raise ConfigError(f"std must be a positive number, got {std!r}")
+        _size(rows, dim)
+        if not isinstance(std, int | float) or isinstance(std, bool) or not (std > 0 and math.isfinite(std)):
+            raise ConfigError(f"std must be a positive finite number, got {std!r}")
         gen = torch.Generator().manual_seed(_seed(seed))
         t = torch.randn(rows, dim, generator=gen, dtype=torch.float32) * float(std)  # (rows, dim)
         return cls(

@@ -8,6 +8,7 @@ set ``TPV_DEBUG=1`` to see the traceback anyway.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -161,6 +162,14 @@ def origin_new_command(
 
     if init not in INIT_KINDS or init == "tensor":
         raise ConfigError(f"--init must be one of gaussian, sample-vocab, first-n-vocab, text; got {init!r}")
+    if submodules not in (1, 2):
+        raise ConfigError(
+            f"--submodules must be 1 (decoder-only, encoder-only) or 2 (encoder-decoder); got {submodules}"
+        )
+    if not (std > 0 and math.isfinite(std)):
+        raise ConfigError(f"--std must be a positive finite number; got {std}")
+    if not 0 <= seed <= 2**63 - 1:
+        raise ConfigError(f"--seed must be an integer in 0..2**63-1; got {seed}")
     if init == "gaussian" and model is None:
         if dim is None:
             raise ConfigError("--init gaussian needs --dim (the embedding width) or --model")
