@@ -326,3 +326,28 @@ def test_origin_new_refuses_by_the_option(tmp_path: Path, args: list[str], messa
     result = CliRunner().invoke(app, ["origin", "new", "--dim", "8", "--tokens", "4", *args, "-o", str(out)])
     assert result.exit_code != 0 and message in str(result.exception) + result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("sentence,label\nfine,NaN\n", "neither an index"), ("sentence,label\nfine,Infinity\n", "neither an index"),
+     ('sentence,label\n"fine,1\nok,0\n', "a quote is never closed"), ("sentence,label\n,1\nok,0\n", "empty or null")],
+)  # fmt: skip
+def test_task_data_files_answer_clearly(tmp_path: Path, content: str, message: str) -> None:
+    """NaN/Infinity labels, an unterminated quote and an empty text are TaskErrors naming the problem."""
+    from tpv.errors import TaskError
+    from tpv.tasks import load_task
+
+    path = tmp_path / "data.csv"
+    path.write_text(content)
+    with pytest.raises(TaskError, match=message):
+        load_task("sst2", data_files=str(path))
+
+
+def test_task_csv_with_a_bom_reads_its_first_column(tmp_path: Path) -> None:
+    """A UTF-8 BOM does not rename the first column."""
+    from tpv.tasks.loaders import read_rows
+
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufeffsentence,label\nfine,1\n".encode())
+    assert read_rows(path) == [{"sentence": "fine", "label": "1"}]

@@ -14,7 +14,9 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import io
 import json
+import math
 import os
 import random
 from collections.abc import Mapping, Sequence
@@ -76,8 +78,7 @@ def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     suffix = file.suffix.lower()
     try:
         if suffix in (".csv", ".tsv"):
-            with file.open(encoding="utf-8", newline="") as fh:
-                return [dict(row) for row in csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")]
+            return _read_csv(file, delimiter="\t" if suffix == ".tsv" else ",")
         if suffix in (".json", ".jsonl"):
             return _read_json(file)
         if suffix == ".parquet":
@@ -95,8 +96,21 @@ def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     raise TaskError(f"data file {file}: unknown format {suffix!r}; use .csv, .tsv, .json, .jsonl or .parquet")
 
 
+def _read_csv(file: Path, *, delimiter: str) -> list[dict[str, Any]]:
+    """CSV/TSV rows; a UTF-8 BOM is dropped; an unterminated quote (a field swallowing the rest) is named."""
+    text = file.read_text(encoding="utf-8-sig")
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+        return [dict(row) for row in reader]
+    except csv.Error as exc:
+        hint = (
+            " (a quote is never closed; a quote inside a field is written twice)" if "end of data" in str(exc) else ""
+        )
+        raise TaskError(f"data file {file}, line {reader.line_num}: malformed CSV: {exc}{hint}") from None
+
+
 def _read_json(file: Path) -> list[dict[str, Any]]:
-    text = file.read_text(encoding="utf-8")
+    text = file.read_text(encoding="utf-8-sig")
     data: Any = None
     if file.suffix.lower() == ".json":
         try:
@@ -132,9 +146,12 @@ def _label(spec: TaskSpec, value: Any, where: str) -> int | float | None:
         return None
     if spec.is_regression:
         try:
-            return float(value)
+            score = float(value)
         except (TypeError, ValueError):
             raise TaskError(f"task {spec.name!r}, {where}: label {value!r} is not a number") from None
+        if not math.isfinite(score):
+            raise TaskError(f"task {spec.name!r}, {where}: label {value!r} is not a finite number")
+        return score
     index: int | None = None
     if isinstance(value, str):
         text = value.strip()
@@ -142,13 +159,16 @@ def _label(spec: TaskSpec, value: Any, where: str) -> int | float | None:
         if text.lower() in lowered:
             return lowered.index(text.lower())
         try:
-            index = int(float(text))
+            number = float(text)
+            if not math.isfinite(number) or number != int(number):
+                raise ValueError(text)
+            index = int(number)
         except ValueError:
             raise TaskError(
                 f"task {spec.name!r}, {where}: label {value!r} is neither an index nor one of {list(spec.label_names)}"
             ) from None
-    elif isinstance(value, int | float):
-        if float(value) != int(value):
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(float(value)) or float(value) != int(value):
             raise TaskError(f"task {spec.name!r}, {where}: label {value!r} is not a class index")
         index = int(value)
     else:
@@ -187,6 +207,13 @@ def examples_from_rows(spec: TaskSpec, rows: Sequence[Mapping[str, Any]], *, whe
         label = _label(spec, row[spec.label_field], f"{where}, row {number}")
         if label is None:
             continue
+        missing = [f for f in spec.text_fields if f in row and (row[f] is None or (isinstance(row[f], str) and
+                                                                                  not row[f].strip()))]  # fmt: skip
+        if missing:
+            raise TaskError(
+                f"task {spec.name!r}, {where}, row {number}: text field {missing[0]!r} is empty or null; fill it or "
+                "drop the row"
+            )
         out.append(Example(spec.render(dict(row)), label))
     return out
 
