@@ -351,3 +351,48 @@ def test_task_csv_with_a_bom_reads_its_first_column(tmp_path: Path) -> None:
     path = tmp_path / "bom.csv"
     path.write_bytes("\ufeffsentence,label\nfine,1\n".encode())
     assert read_rows(path) == [{"sentence": "fine", "label": "1"}]
+
+
+# -- a fuzzer of safetensors headers ---------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+FIELDS = ["data_offsets", "shape", "dtype", "tpv.format_version", "tpv.kind", "tpv.terms", "tpv.token_dim",
+          "tpv.num_virtual_tokens", "tpv.origin_id", "tpv.base_model", "tpv.seed", "tpv.init_params", "whole entry"]  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(FIELDS), value=JSON_VALUES, cut=st.integers(0, 400), truncate=st.booleans())
+def test_fuzzed_headers_raise_only_format_errors(
+    tmp_path_factory: pytest.TempPathFactory, field: str, value: Any, cut: int, truncate: bool
+) -> None:
+    """Random JSON in any header field, or a random truncation: inspect and load raise FormatError or succeed."""
+    folder = tmp_path_factory.mktemp("fuzz")
+    o = tpv.Origin.gaussian(num_virtual_tokens=2, token_dim=4, seed=0, base_model="m")
+    src = tpv.save(tpv.TaskPromptVector.from_prompts(o.tensor + 1, o, task="a"), folder / "a.safetensors")
+    kind = "origin" if field in ("tpv.seed", "tpv.init_params") else "vector"
+    if kind == "origin":
+        src = tpv.save(o, folder / "o.safetensors")
+
+    def edit(h: dict[str, Any]) -> None:
+        if field == "whole entry":
+            h[kind] = value
+        elif field.startswith("tpv."):
+            h["__metadata__"][field] = value if isinstance(value, str) else json.dumps(value)
+        else:
+            h[kind][field] = value
+
+    bad = _variant(Path(src), folder / "bad.safetensors", edit)
+    if truncate:
+        bad.write_bytes(bad.read_bytes()[: min(cut, bad.stat().st_size)])
+    for fn in (tpv.inspect, tpv.load):
+        try:
+            fn(bad)
+        except FormatError:
+            pass

@@ -248,6 +248,8 @@ def _check_entries(path: Path, header: dict[str, Any], data_len: int) -> None:
                 f"{path}: truncated file: tensor {name!r} needs bytes up to {offsets[1]} "
                 f"but the file holds {data_len} bytes of data"
             )
+        if not isinstance(dtype, str):
+            raise FormatError(f"{path}: tensor {name!r} has an invalid dtype {str(dtype)[:40]}")
         if dtype in _ITEMSIZE:
             need = _ITEMSIZE[dtype]
             for dim in shape:
