@@ -396,3 +396,27 @@ def test_fuzzed_headers_raise_only_format_errors(
     for fn in (tpv.inspect, tpv.load):
         with contextlib.suppress(FormatError):
             fn(bad)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("[1, 2]", "not an object"), ('{"task": 5}', "'task' is not a string"), ("{nope", "not a readable run record"),
+     ('{"task": "sst2", "label_words": 5}', "'label_words' is not a list")],
+)  # fmt: skip
+def test_eval_of_a_broken_run_record_is_one_line(tmp_path: Path, files: dict[str, Path], content: str,
+                                                 message: str) -> None:  # fmt: skip
+    """`tpv eval RUN` on a run.json that is not a run record answers with one ConfigError, before any model load."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from tpv.cli import app
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(files["origin"], run / "origin.safetensors")
+    (run / "run.json").write_text(content)
+    result = CliRunner().invoke(app, ["eval", str(run)])
+    assert isinstance(result.exception, ConfigError) and message in str(result.exception)
+    bad_split = CliRunner().invoke(app, ["eval", "--origin", str(files["origin"]), "--task", "sst2", "--split", "dev"])
+    assert isinstance(bad_split.exception, ConfigError) and "--split 'dev'" in str(bad_split.exception)

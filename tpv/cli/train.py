@@ -246,11 +246,15 @@ def eval_command(
         path = run / RUN_FILE
         if not path.is_file():
             raise ConfigError(f"{str(run)!r} holds no {RUN_FILE}: not a finished `tpv train` run")
-        recorded = json.loads(path.read_text(encoding="utf-8"))
+        recorded = _read_run(path)
         origin = origin or run / "origin.safetensors"
         vector = vector or [run / "vector.safetensors"]
     if origin is None:
         raise ConfigError("give a run folder, or --origin (and optionally --vector) to score")
+    if split not in ("train", "validation", "test"):
+        raise ConfigError(f"--split {split!r}: must be train, validation or test")
+    if max_examples is not None and max_examples < 1:
+        raise ConfigError(f"--max-examples {max_examples}: must be a positive number of examples to score")
     task_name = task or recorded.get("task")
     model_name = model or recorded.get("model") or "smollm2-135m"
     if not task_name:
@@ -292,6 +296,32 @@ def eval_command(
         f"{task_name} ({split}, {result['examples']} examples): {result['metric']} {result['score']:.4f}, "
         f"accuracy {result['accuracy']:.4f}, {result['examples_per_s']:.1f} examples/s"
     )
+
+
+def _read_run(path: Path) -> dict[str, Any]:
+    """A run's ``run.json``, checked: a JSON object whose task, model and kind are strings and label words a list."""
+    from tpv._fs import open_regular
+
+    try:
+        with open_regular(path) as fh:
+            recorded = json.loads(fh.read().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(
+            f"{path}: not a readable run record ({exc}); re-run `tpv train` or pass --task/--model"
+        ) from None
+    problems = []
+    if not isinstance(recorded, dict):
+        problems.append(f"it is a JSON {type(recorded).__name__}, not an object")
+    else:
+        for key in ("task", "model", "kind"):
+            if key in recorded and not isinstance(recorded[key], str):
+                problems.append(f"{key!r} is not a string")
+        words = recorded.get("label_words")
+        if words is not None and not (isinstance(words, list) and all(isinstance(w, str) for w in words)):
+            problems.append("'label_words' is not a list of strings")
+    if problems:
+        raise ConfigError(f"{path}: not a valid run record: {'; '.join(problems)}; re-run `tpv train`")
+    return recorded  # type: ignore[no-any-return]
 
 
 def _load_head(peft_model: Any, adapter_dir: Path) -> None:
