@@ -420,3 +420,30 @@ def test_eval_of_a_broken_run_record_is_one_line(tmp_path: Path, files: dict[str
     assert isinstance(result.exception, ConfigError) and message in str(result.exception)
     bad_split = CliRunner().invoke(app, ["eval", "--origin", str(files["origin"]), "--task", "sst2", "--split", "dev"])
     assert isinstance(bad_split.exception, ConfigError) and "--split 'dev'" in str(bad_split.exception)
+
+
+DIR_WRITER = r"""
+import sys, time
+from tpv._fs import atomic_dir
+from tpv.errors import FormatError
+end = time.monotonic() + 2.0
+errors = 0
+while time.monotonic() < end:
+    try:
+        with atomic_dir(sys.argv[1]) as tmp:
+            (tmp / "state.json").write_text(sys.argv[2])
+    except FormatError:
+        errors += 1
+print(errors)
+"""
+
+
+def test_two_processes_swapping_one_folder_never_raise_raw_errors(tmp_path: Path) -> None:
+    """Two writers swapping the same folder for 2 s: no raw OSError, and the folder is always one writer's whole."""
+    dest = tmp_path / "checkpoint"
+    procs = [subprocess.Popen([sys.executable, "-c", DIR_WRITER, str(dest), name], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for name in ("a", "b")]  # fmt: skip
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    assert (dest / "state.json").read_text() in ("a", "b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]

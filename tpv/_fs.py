@@ -17,6 +17,7 @@ The guarantees (``docs/format.md``, "Reading and writing"):
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -200,16 +201,51 @@ def recover_dir(path: str | os.PathLike[str]) -> bool:
     dest = Path(path)
     if dest.exists() or not dest.parent.is_dir():
         return False
-    pattern = re.compile(r"^\." + re.escape(_stem(dest.name)) + r"\.(?:\d+\.)?[^/]*\.old$")
-    olds = sorted(
-        (Path(e.path) for e in os.scandir(dest.parent) if pattern.match(e.name) and e.is_dir(follow_symlinks=False)),
-        key=lambda p: p.stat().st_mtime,
-    )
-    if not olds:
+    pattern = re.compile(r"^\." + re.escape(_stem(dest.name)) + r"\.(?:(\d+)\.)?[^/]*\.old$")
+    found: list[tuple[float, Path]] = []
+    for entry in os.scandir(dest.parent):
+        match = pattern.match(entry.name)
+        if match is None or (match.group(1) and _pid_alive(int(match.group(1)))):
+            continue  # a live writer is between its two renames: it finishes the swap itself
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                found.append((entry.stat(follow_symlinks=False).st_mtime, Path(entry.path)))
+    if not found:
         return False
-    os.replace(olds[-1], dest)
+    try:
+        os.replace(max(found)[1], dest)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+            return False  # another process put a folder in place (or took the old one) meanwhile
+        raise
     _fsync_dir(dest.parent)
     return True
+
+
+_SWAP_ATTEMPTS = 5
+
+
+def _move_aside(dest: Path) -> Path | None:
+    """Rename ``dest`` to a fresh ``.old`` sibling (``None`` if there is nothing at ``dest``)."""
+    if not (dest.exists() or dest.is_symlink()):
+        return None
+    old = Path(tempfile.mkdtemp(prefix=_prefix(dest), suffix=".old", dir=dest.parent))
+    os.rmdir(old)
+    try:
+        os.replace(dest, old)
+    except FileNotFoundError:  # a concurrent writer moved it first
+        return None
+    return old
+
+
+def _discard(old: Path | None) -> None:
+    if old is None:
+        return
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            old.unlink()
 
 
 @contextlib.contextmanager
@@ -238,19 +274,21 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual permissions
         _fsync_tree(tmp)
-        old: Path | None = None
-        if dest.exists() or dest.is_symlink():
-            old = Path(tempfile.mkdtemp(prefix=_prefix(dest), suffix=".old", dir=dest.parent))
-            os.rmdir(old)
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
-        if old is not None:
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    old.unlink()
+        for attempt in range(_SWAP_ATTEMPTS):  # a concurrent writer may put its folder in place between our renames
+            old = _move_aside(dest)
+            try:
+                os.replace(tmp, dest)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or attempt == _SWAP_ATTEMPTS - 1:
+                    raise FormatError(
+                        f"{dest}: could not move the new folder into place ({exc.strerror}); another process keeps "
+                        "writing the same folder. Fix: give each process its own output folder"
+                    ) from None
+                _discard(old)
+                continue
+            _fsync_dir(dest.parent)
+            _discard(old)
+            break
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
