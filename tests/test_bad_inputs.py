@@ -447,3 +447,14 @@ def test_two_processes_swapping_one_folder_never_raise_raw_errors(tmp_path: Path
     assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
     assert (dest / "state.json").read_text() in ("a", "b")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+
+
+def test_terms_as_pairs_and_meta_tensors_are_named() -> None:
+    """terms given as a list of pairs, and a meta-device tensor, are InvalidVectorErrors saying what to do."""
+    from tpv.errors import InvalidVectorError
+
+    o = tpv.Origin.gaussian(num_virtual_tokens=2, token_dim=4, seed=0)
+    with pytest.raises(InvalidVectorError, match=r"wrap it in dict"):
+        tpv.TaskPromptVector.from_tensor(torch.zeros(2, 4), origin_id=o.id, terms=[("a", 1.0)])  # type: ignore[arg-type]
+    with pytest.raises(InvalidVectorError, match="meta device"):
+        tpv.TaskPromptVector.from_tensor(torch.zeros(2, 4, device="meta"), origin_id=o.id, task="a")

@@ -39,6 +39,11 @@ def check_prompt_tensor(tensor: object, *, what: str) -> torch.Tensor:
         raise InvalidVectorError(
             f"{what} must be a floating tensor (float16, bfloat16, float32 or float64), got {tensor.dtype}"
         )
+    if tensor.is_meta:
+        raise InvalidVectorError(
+            f"{what} is on the meta device (it has a shape but no values, e.g. from a model loaded with "
+            "device_map='meta' or low_cpu_mem_usage); load real weights first"
+        )
     out = tensor.detach().to("cpu", copy=True).contiguous()
     if not bool(torch.isfinite(out).all()):
         bad = int((~torch.isfinite(out)).sum())

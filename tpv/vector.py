@@ -53,8 +53,13 @@ def _fmt_terms(terms: Mapping[str, float]) -> str:
 
 def _normalize_terms(terms: Mapping[str, float]) -> dict[str, float]:
     """Sorted copy without zero coefficients (the reduced form of a linear combination)."""
+    if not isinstance(terms, Mapping):
+        raise InvalidVectorError(
+            f"terms must be a mapping task -> coefficient such as {{'sst2': 1.0}}, got {type(terms).__name__}"
+            + (" (a list of pairs: wrap it in dict(...))" if isinstance(terms, list | tuple) else "")
+        )
     out: dict[str, float] = {}
-    for name, coef in sorted(terms.items()):
+    for name, coef in sorted(terms.items(), key=lambda kv: str(kv[0])):
         if not isinstance(name, str) or not name:
             raise InvalidVectorError(f"term names must be non-empty strings, got {name!r}")
         value = check_scalar(coef, what=f"coefficient of term {name!r}")
