@@ -68,7 +68,7 @@ class TrainConfig:
         default="auto",
         metadata=_help(
             "Peak learning rate: a number, 'auto' (AUTO_LR[optimizer] x the RMS of the model's input embeddings, "
-            "so the step fits the model's embedding scale: 0.012 on SmolLM2-135M, 0.10 on Gemma-3-270M with AdamW) "
+            "so the step fits the model's embedding scale: 0.0136 on SmolLM2-135M, 0.103 on Gemma-3-270M with AdamW) "
             "or 'range-test' (a short learning-rate range test on the training data before the run). The resolved "
             "value is recorded in run.json. The literature's 0.3 (Lester et al.) is Adafactor's relative step; with "
             "AdamW on SmolLM2 it blows the prompt up to ~14x its origin's norm."

@@ -1,7 +1,7 @@
 """Learning rates that fit the model: the embedding scale, ``lr="auto"`` and the range test's choice.
 
 A soft prompt lives in the model's input-embedding space, whose scale differs by an order of magnitude between
-models (RMS 0.12 on SmolLM2-135M, 1.03 on Gemma-3-270M, whose embeddings are multiplied by ``sqrt(hidden)``).
+models (RMS 0.136 on SmolLM2-135M, 1.03 on Gemma-3-270M, whose embeddings are multiplied by ``sqrt(hidden)``).
 AdamW moves every coordinate by about ``lr`` per step whatever the gradient's size, so a fixed ``lr`` is a large
 step on one model and a timid one on another. ``lr="auto"`` sets ``lr = AUTO_LR[optimizer] x RMS``; the factor
 comes from the calibration study (``docs/training.md``, "Choosing hyperparameters").
@@ -40,7 +40,7 @@ def embedding_scale(model: Any) -> float:
         model: a ``transformers`` model or a PEFT model wrapping one.
 
     Returns:
-        The RMS, a positive float (e.g. 0.122 for SmolLM2-135M, 1.03 for Gemma-3-270M).
+        The RMS, a positive float (0.136 for SmolLM2-135M, 1.03 for Gemma-3-270M).
 
     Raises:
         ConfigError: the model has no input embeddings, or they are all zero or not finite.
