@@ -420,3 +420,23 @@ def test_save_adapter_refusals(tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "z").exists()
     save_adapter(vec, folder, origin=origin, overwrite=True)
     assert from_adapter(folder) == vec
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma3"])
+def test_text_origin_equals_peft_text_init(tiny: Any, tmp_path: Path, kind: str) -> None:
+    """make_origin('text') equals PEFT's own TEXT init tensor, with a BOS-adding tokenizer (gemma3) and without."""
+    from peft import PromptTuningConfig, PromptTuningInit, get_peft_model
+
+    from tpv.adapters import make_origin
+
+    model, tok = tiny(kind)
+    tok.save_pretrained(tmp_path / "tok")
+    text = "good or bad"
+    adds_bos = tok(text)["input_ids"][0] == tok.bos_token_id
+    assert adds_bos == (kind == "gemma3")
+    origin = make_origin(model, "text", text=text, tokenizer=tok, num_virtual_tokens=7)
+    config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=7, prompt_tuning_init=PromptTuningInit.TEXT,
+                                prompt_tuning_init_text=text, tokenizer_name_or_path=str(tmp_path / "tok"))  # fmt: skip
+    peft_model = get_peft_model(model, config)
+    reference = peft_model.prompt_encoder["default"].embedding.weight.detach()
+    assert torch.equal(origin.tensor, reference)

@@ -192,7 +192,8 @@ def make_origin(
         num_virtual_tokens: virtual tokens per transformer submodule.
         seed: RNG seed (private generator; the global RNG is untouched).
         text: the init text, for ``init="text"``.
-        tokenizer: the model's tokenizer, for ``init="text"`` (special tokens are not added).
+        tokenizer: the model's tokenizer, for ``init="text"``; the text is tokenized as PEFT's ``TEXT`` init does,
+            with the special tokens the tokenizer adds by default (a BOS token, for many models).
         num_transformer_submodules: default 2 for encoder-decoder models, else 1.
         n: vocabulary prefix size for ``"first-n-vocab"``.
         std: standard deviation for ``"gaussian"``.
@@ -228,7 +229,7 @@ def make_origin(
         )
     if not isinstance(text, str) or not text.strip() or tokenizer is None:
         raise ConfigError("init='text' needs text='...' (a non-empty string) and tokenizer= (the model's tokenizer)")
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(text)["input_ids"]  # as PEFT's TEXT init: the special tokens the tokenizer adds (e.g. BOS) included
     return Origin.from_text(
         emb, ids, num_virtual_tokens, text=text, num_transformer_submodules=subs, base_model=base_model
     )

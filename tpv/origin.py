@@ -312,7 +312,7 @@ class Origin(PromptShape):
 
         Args:
             embeddings: the model's input embedding matrix, shape ``(vocab_size, dim)``.
-            token_ids: the text's token ids (from the model's tokenizer, without special tokens).
+            token_ids: the text's token ids (``tokenizer(text)["input_ids"]``, as PEFT's ``TEXT`` init takes them).
             num_virtual_tokens: virtual tokens per submodule.
             text: the text itself, recorded in the origin's params.
             num_transformer_submodules: 1, or 2 for encoder-decoder models.
