@@ -94,10 +94,10 @@ def test_make_origin_uses_gemma_scaled_embeddings() -> None:
     """On Gemma the origin lives where PEFT's prompt lives: the embedding module's output, sqrt(hidden)-scaled."""
     model, tok = build_tiny("gemma3")
     origin = make_origin(model, "text", num_virtual_tokens=3, text="great movie", tokenizer=tok)
-    ids = torch.tensor(tok("great movie", add_special_tokens=False)["input_ids"])
+    ids = torch.tensor(tok("great movie")["input_ids"])  # <bos> great movie, as PEFT's TEXT init tokenizes
     with torch.no_grad():
-        fed = model.get_input_embeddings()(ids)  # (2, dim), scaled by the module
-    assert torch.equal(origin.tensor[:2], fed) and torch.equal(origin.tensor[2], fed[0])
+        fed = model.get_input_embeddings()(ids)  # (3, dim), scaled by the module
+    assert torch.equal(origin.tensor, fed)
 
 
 def test_make_origin_t5_has_two_submodules() -> None:
