@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from tpv._tensor import check_prompt_tensor
+from tpv.engine.scoring import cache_kwargs, output_cache
 from tpv.errors import ConfigError, IncompatibleVectorsError
 from tpv.merge import merge
 from tpv.vector import TaskPromptVector
@@ -506,8 +507,8 @@ class _RankClassifier:
                 inputs_embeds=text,
                 attention_mask=full_mask,
                 position_ids=positions[:, p:],
-                past_key_values=_expand_cache(reuse, b, self.model.config),
                 use_cache=True,
+                **cache_kwargs(self.model, _expand_cache(reuse, b, self.model.config)),
                 logits_to_keep=1,
             )
         scores = out.logits[:, -1, :].index_select(1, self.label_ids)  # (c * b, K)
@@ -517,7 +518,7 @@ class _RankClassifier:
     def _prefix(self, prompts: torch.Tensor) -> Any:
         """Keys and values of the candidate prompts alone (a prompt attends to nothing after it)."""
         out = self.model(inputs_embeds=prompts, use_cache=True, logits_to_keep=1)  # prompts (c, P, d)
-        return out.past_key_values
+        return output_cache(out)
 
     def _accuracy(self, prompts: torch.Tensor, reuse_prefix: bool) -> torch.Tensor:
         was_training = bool(self.model.training)

@@ -25,6 +25,8 @@ label words whose first tokens coincide. Ranking the label-word logits equals ra
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any, Literal
 
 import torch
@@ -43,6 +45,27 @@ def _unwrap(model: Any) -> Any:
 def is_peft(model: Any) -> bool:
     """Whether ``model`` is a ``peft.PeftModel`` (checked without importing PEFT eagerly)."""
     return callable(getattr(model, "get_prompt", None)) and hasattr(model, "peft_config")
+
+
+@functools.cache
+def _cache_name(cls: Any) -> str:
+    params = inspect.signature(cls.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def cache_kwargs(module: Any, cache: Any) -> dict[str, Any]:
+    """``{name: cache}`` for ``module``'s forward.
+
+    The name is ``cache`` on transformers releases that renamed it, else ``past_key_values`` (deprecated there,
+    and removed in a later release).
+    """
+    return {_cache_name(type(module)): cache}
+
+
+def output_cache(out: Any) -> Any:
+    """The key/value cache of a model output, under its new name (``cache``) or its old one."""
+    found = getattr(out, "cache", None)
+    return found if found is not None else out.past_key_values
 
 
 def has_prompt(model: Any) -> bool:
@@ -134,11 +157,11 @@ class Scorer(nn.Module):
 
             prompt = self.model.get_prompt(batch_size=1).to(embeds.dtype)  # (1, P, D)
             cache = DynamicCache(config=base.config)
-            backbone(inputs_embeds=prompt, past_key_values=cache, use_cache=True)
+            backbone(inputs_embeds=prompt, use_cache=True, **cache_kwargs(backbone, cache))
             cache.batch_repeat_interleave(batch)  # (B, heads, P, head_dim) per layer, differentiable
             ones = torch.ones((batch, self._nvt), dtype=attention_mask.dtype, device=attention_mask.device)
             mask = torch.cat((ones, attention_mask), dim=1)  # (B, P + T)
-            out = backbone(inputs_embeds=embeds, attention_mask=mask, past_key_values=cache, use_cache=True)
+            out = backbone(inputs_embeds=embeds, attention_mask=mask, use_cache=True, **cache_kwargs(backbone, cache))
             hidden = out.last_hidden_state  # (B, T, D), text positions P .. P + T - 1
             last = attention_mask.sum(dim=1) - 1  # (B,) each row's last real token
         else:
