@@ -59,7 +59,7 @@ def cache_kwargs(module: Any, cache: Any) -> dict[str, Any]:
     The name is ``cache`` on transformers releases that renamed it, else ``past_key_values`` (deprecated there,
     and removed in a later release).
     """
-    return {_cache_name(type(module)): cache}  # type: ignore[arg-type]  (classes are hashable)
+    return {_cache_name(type(module)): cache}  # type: ignore[arg-type]
 
 
 def output_cache(out: Any) -> Any:
