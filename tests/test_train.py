@@ -590,3 +590,12 @@ def test_cli_train_then_eval(tiny: Any, tmp_path: Path, monkeypatch: pytest.Monk
     assert scored["examples"] == 10 and scored["accuracy"] == pytest.approx(recorded["metrics"]["accuracy"])
     failed = runner.invoke(app, ["eval"])
     assert isinstance(failed.exception, ConfigError)
+
+
+def test_evaluate_takes_a_train_result(tiny: Any) -> None:
+    """evaluate(run, ...) scores the run's model with the run's tokenizer (the documented one-liner)."""
+    model, tok = learnable(tiny)
+    run = train(model, tok, toy(), label_words=WORDS, steps=2, lr=0.05, **FAST)
+    assert run.tokenizer is tok
+    assert evaluate(run, examples=toy(), label_words=WORDS)["accuracy"] == evaluate(
+        run.model, tok, toy(), label_words=WORDS)["accuracy"]  # fmt: skip

@@ -7,7 +7,7 @@ Importing :mod:`tpv.engine.config` alone stays light (no torch); the rest loads 
 Example:
     >>> import tpv  # doctest: +SKIP
     >>> run = tpv.train(model="smollm2-135m", task="rotten_tomatoes", steps=80, out_dir="runs/rt")  # doctest: +SKIP
-    >>> tpv.evaluate(run.model, task="rotten_tomatoes", max_examples=200)["accuracy"]  # doctest: +SKIP
+    >>> tpv.evaluate(run, task="rotten_tomatoes", max_examples=200)["accuracy"]  # doctest: +SKIP
 """
 
 from __future__ import annotations

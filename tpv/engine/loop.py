@@ -85,6 +85,7 @@ class TrainResult:
         origin: the origin the prompt was tuned from.
         prompt: the kept prompt (best on validation when validation was given, else the last), ``(rows, dim)``.
         model: the ``peft.PeftModel`` holding the kept prompt (ready for :func:`evaluate`).
+        tokenizer: the model's tokenizer (``evaluate(result, task=...)`` takes both from the result).
         task: the task's name.
         config: the config the run used.
         history: one record per optimizer step: ``step``, ``loss``, ``lr``, ``seconds``.
@@ -109,6 +110,7 @@ class TrainResult:
     origin: Origin
     prompt: torch.Tensor
     model: Any
+    tokenizer: Any
     task: str
     config: TrainConfig
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -362,8 +364,9 @@ def evaluate(
     :mod:`tpv.engine.scoring`); a PEFT prompt-tuning model is scored with its prompt, a plain model without one.
 
     Args:
-        model: a ``peft.PeftModel`` (e.g. ``TrainResult.model``), a plain ``transformers`` model, or a model name.
-        tokenizer: its tokenizer (loaded for a model name when omitted).
+        model: a ``peft.PeftModel`` (e.g. ``TrainResult.model``), a :class:`TrainResult` (its model and tokenizer),
+            a plain ``transformers`` model, or a model name.
+        tokenizer: its tokenizer (loaded for a model name, taken from a TrainResult, when omitted).
         examples: ``Example(text, label)`` objects or ``(text, label)`` pairs; or give ``task``.
         label_words: the verbalizer (a task supplies its own); not needed for a classification head.
         task: a registered task name; its ``split`` is scored and it supplies label words and metric.
@@ -389,6 +392,9 @@ def evaluate(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r}: must be a positive integer")
+    if isinstance(model, TrainResult):
+        tokenizer = tokenizer if tokenizer is not None else model.tokenizer
+        model = model.model
     if examples is None and task is not None:
         data = _load_task_data(task, seed)
         if split not in ("train", "validation", "test"):
@@ -953,6 +959,7 @@ class _Session:
             origin=s.origin,
             prompt=prompt,
             model=s.peft_model,
+            tokenizer=s.tokenizer,
             task=s.task,
             config=self.cfg,
             history=self.history,
