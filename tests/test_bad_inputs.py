@@ -458,3 +458,15 @@ def test_terms_as_pairs_and_meta_tensors_are_named() -> None:
         tpv.TaskPromptVector.from_tensor(torch.zeros(2, 4), origin_id=o.id, terms=[("a", 1.0)])  # type: ignore[arg-type]
     with pytest.raises(InvalidVectorError, match="meta device"):
         tpv.TaskPromptVector.from_tensor(torch.zeros(2, 4, device="meta"), origin_id=o.id, task="a")
+
+
+def test_train_init_text_has_its_option(tmp_path: Path) -> None:
+    """`tpv train --init text` without --init-text names the missing option before any model is loaded."""
+    from typer.testing import CliRunner
+
+    from tpv.cli import app
+
+    result = CliRunner().invoke(app, ["train", "rotten_tomatoes", "--out", str(tmp_path / "r"), "--init", "text",
+                                      "--model", str(tmp_path / "no-model")])  # fmt: skip
+    assert isinstance(result.exception, ConfigError) and "init_text" in str(result.exception)
+    assert not (tmp_path / "r").exists()

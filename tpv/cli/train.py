@@ -80,6 +80,7 @@ def train_command(
     max_length: Annotated[int, typer.Option(help=_help["max_length"])] = 256,
     num_virtual_tokens: Annotated[Optional[int], typer.Option(help=_help["num_virtual_tokens"])] = None,  # noqa: UP045
     init: Annotated[str, typer.Option(help=_help["init"])] = "first-n-vocab",
+    init_text: Annotated[Optional[str], typer.Option(help=_help["init_text"])] = None,  # noqa: UP045
     origin_seed: Annotated[int, typer.Option(help=_help["origin_seed"])] = 0,
     loss: Annotated[str, typer.Option(help=_help["loss"])] = "full-vocab",
     origin: Annotated[
@@ -133,6 +134,7 @@ def train_command(
         max_length=max_length,
         num_virtual_tokens=num_virtual_tokens,
         init=init,  # type: ignore[arg-type]
+        init_text=init_text,
         origin_seed=origin_seed,
         loss=loss,  # type: ignore[arg-type]
     )
