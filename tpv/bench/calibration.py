@@ -150,14 +150,39 @@ def _curve(evals: Sequence[Mapping[str, Any]]) -> list[list[float]]:
     return [[int(e["step"]), float(e["score"]), float(e["accuracy"])] for e in evals]
 
 
+def _inputs(params: Mapping[str, Any]) -> tuple[Any, Any, Any, list[Any], list[Any], list[Any]]:
+    """``(model, tokenizer, spec, train, validation, test)`` of a cell."""
+    model = _load_model(params["model"])
+    tok = _tokenizer(params["model"]["name"])
+    spec, train_set, validation, test = _data(params["task"], params["data"])
+    return model, tok, spec, train_set, validation, test
+
+
+def _tuned_metrics(params: Mapping[str, Any], spec: Any, evals: Sequence[Mapping[str, Any]], best: float | None,
+                   test: float, n_test: int, train_seconds: float, start: float) -> dict[str, Any]:  # fmt: skip
+    """What every tuning cell records: its validation curve, best validation, steps to 95 %, test score, time."""
+    curve = _curve(evals)
+    return {
+        "task": spec.name,
+        "metric": spec.metric,
+        "origin": params["origin"],
+        "curve": curve,
+        "best_validation": best,
+        "final_validation": curve[-1][1] if curve else None,
+        "steps_to_95": steps_to_fraction([(int(c[0]), c[1]) for c in curve]),
+        "test": test,
+        "n_test": n_test,
+        "train_seconds": round(train_seconds, 2),
+        "seconds": time.perf_counter() - start,
+    }
+
+
 @cell_kind("calib_untuned", version=1)
 def _untuned(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Mapping[str, Any]) -> CellOutput:
     """Score the untuned origin on the validation and test sets."""
     start = time.perf_counter()
-    model = _load_model(params["model"])
-    tok = _tokenizer(params["model"]["name"])
+    model, tok, spec, _train, validation, test = _inputs(params)
     origin = _origin(model, params["prompt"], params["origin"])
-    spec, _train, validation, test = _data(params["task"], params["data"])
     opts = params["train"]
     metrics = {
         "task": spec.name,
@@ -178,19 +203,15 @@ def _prompt(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Map
     from tpv.engine import TrainConfig, train
 
     start = time.perf_counter()
-    model = _load_model(params["model"])
-    tok = _tokenizer(params["model"]["name"])
+    model, tok, spec, train_set, validation, test = _inputs(params)
     origin = _make_origin(model, tok, params["prompt"], params["origin"])
-    spec, train_set, validation, test = _data(params["task"], params["data"])
     opts = {k: v for k, v in params["train"].items() if not k.startswith("_")}
     cfg = TrainConfig(**opts)
     run = train(model, tok, train_set, task=spec.name, label_words=spec.label_words, validation=validation,
                 metric=spec.metric, init=origin, config=cfg, progress=False)  # fmt: skip
-    curve = _curve(run.evals)
-    metrics = {
-        "task": spec.name,
-        "metric": spec.metric,
-        "origin": params["origin"],
+    score = _score(run.model, tok, None, test, spec, opts)
+    metrics = _tuned_metrics(params, spec, run.evals, run.best_score, score, len(test), run.seconds, start)
+    metrics.update({
         "setting": params["setting"],
         "init": params["prompt"]["init"],
         "optimizer": cfg.optimizer,
@@ -199,21 +220,13 @@ def _prompt(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Map
         "lr": run.lr,
         "lr_rule": run.lr_choice.get("rule"),
         "embedding_scale": run.lr_choice.get("embedding_scale"),
-        "curve": curve,
-        "best_validation": run.best_score,
-        "final_validation": curve[-1][1] if curve else None,
-        "steps_to_95": steps_to_fraction([(int(c[0]), c[1]) for c in curve]),
-        "test": _score(run.model, tok, None, test, spec, opts),
         "norm_ratio": run.norm_ratio,
         "warnings": run.warnings,
         "loss": [round(h["loss"], 4) for h in run.history],
         "n_train": len(train_set),
         "n_validation": len(validation),
-        "n_test": len(test),
         "steps": run.steps,
-        "train_seconds": round(run.seconds, 2),
-        "seconds": time.perf_counter() - start,
-    }
+    })  # fmt: skip
     return CellOutput(metrics)
 
 
@@ -224,30 +237,15 @@ def _lora(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Mappi
     from tpv.engine.lora import train_lora
 
     start = time.perf_counter()
-    model = _load_model(params["model"])
-    tok = _tokenizer(params["model"]["name"])
-    spec, train_set, validation, test = _data(params["task"], params["data"])
+    model, tok, spec, train_set, validation, test = _inputs(params)
     opts = dict(params["train"])
     lora = params["lora"]
     cfg = TrainConfig(**{**opts, "lr": float(lora["lr"]), "seed": int(params["origin"])})
     run = train_lora(model, tok, train_set, label_words=spec.label_words, validation=validation, metric=spec.metric,
                      config=cfg, r=int(lora["r"]), alpha=int(lora["alpha"]))  # fmt: skip
-    curve = _curve(run.evals)
-    metrics = {
-        "task": spec.name,
-        "metric": spec.metric,
-        "origin": params["origin"],
-        "lr": run.lr,
-        "r": int(lora["r"]),
-        "trainable_parameters": run.trainable_parameters,
-        "curve": curve,
-        "best_validation": run.best_score,
-        "steps_to_95": steps_to_fraction([(int(c[0]), c[1]) for c in curve]),
-        "test": _score(run.model, tok, None, test, spec, opts),
-        "n_test": len(test),
-        "train_seconds": round(run.seconds, 2),
-        "seconds": time.perf_counter() - start,
-    }
+    score = _score(run.model, tok, None, test, spec, opts)
+    metrics = _tuned_metrics(params, spec, run.evals, run.best_score, score, len(test), run.seconds, start)
+    metrics.update({"lr": run.lr, "r": int(lora["r"]), "trainable_parameters": run.trainable_parameters})
     return CellOutput(metrics)
 
 
