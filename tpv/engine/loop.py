@@ -159,22 +159,6 @@ def _optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter], lr: float) ->
     return torch.optim.SGD(params, lr=lr, weight_decay=cfg.weight_decay)
 
 
-NORM_RATIO_LIMIT = 5.0
-"""The guard warns when ``||prompt - origin|| / ||origin||`` ends above this: the prompt left its embedding scale."""
-
-
-def _majority_rate(encoded: Sequence[Encoded]) -> float:
-    counts: dict[int, int] = {}
-    for e in encoded:
-        counts[e.label] = counts.get(e.label, 0) + 1
-    return max(counts.values()) / len(encoded) if encoded else 0.0
-
-
-def _above_chance(accuracy: float, chance: float, n: int) -> bool:
-    """Whether ``accuracy`` on ``n`` examples is above ``chance`` by more than 2 binomial standard errors."""
-    return accuracy > chance + 2.0 * math.sqrt(max(chance * (1 - chance), 1e-12) / max(n, 1))
-
-
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
@@ -986,31 +970,17 @@ class _Session:
         return result
 
     def _guard(self, norm_ratio: float) -> list[str]:
-        """The run's warnings: a prompt far outside its embedding scale, a validation score stuck at chance."""
-        found: list[str] = []
-        lr_text = f"lr {self.lr:.3g} ({self.lr_choice.get('rule', 'given')})"
-        if not norm_ratio <= NORM_RATIO_LIMIT:
-            found.append(
-                f"the prompt ended {norm_ratio:.1f}x its origin's norm away from the origin (more than "
-                f"{NORM_RATIO_LIMIT:g}x): it left the scale of the model's embeddings, so its vector is mostly noise "
-                f"the model learned to tolerate. Likely cause: {lr_text} is too high for this model. Fix: lr='auto' "
-                f"or a lower lr (e.g. {self.lr / 10:.3g})"
-            )
-        if self.evals:
-            chance = _majority_rate(self.s.val_encoded)
-            n = len(self.s.val_encoded)
-            best = max(float(e["accuracy"]) for e in self.evals)
-            if not _above_chance(best, chance, n):
-                cause = (
-                    f"{lr_text} is too high (the prompt ended {norm_ratio:.1f}x its origin's norm away)"
-                    if norm_ratio > NORM_RATIO_LIMIT
-                    else f"{lr_text} is too low for this model or {self.step} steps are too few"
-                )
-                found.append(
-                    f"validation accuracy never rose above chance (best {best:.3f} vs {chance:.3f} for always "
-                    f"answering the commonest class, on {n} examples): the prompt did not learn the task. Likely "
-                    f"cause: {cause}. Fix: lr='auto' or lr='range-test', or more steps"
-                )
+        """The run's warnings (see :mod:`tpv.engine.guard`), also logged."""
+        from tpv.engine.guard import run_warnings
+
+        found = run_warnings(
+            norm_ratio=norm_ratio,
+            evals=self.evals,
+            validation_labels=[e.label for e in self.s.val_encoded],
+            lr=self.lr,
+            rule=str(self.lr_choice.get("rule", "given")),
+            steps=self.step,
+        )
         for line in found:
             logger.warning("%s: %s", self.s.task, line)
         return found
