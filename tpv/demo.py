@@ -160,8 +160,8 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo: source prompts -> vectors -> combination -> few-shot target from origin vs combination.
 
-    The defaults are budgeted to finish in under 10 minutes on 2 CPU cores with SmolLM2-135M: measured 501 s on
-    one core of a shared 2-core machine (see ``docs/training.md``).
+    The defaults are budgeted to finish in under 10 minutes on 2 CPU cores with SmolLM2-135M: measured 282 s on
+    2 CPU cores (see ``docs/training.md``).
 
     Args:
         model: a model name (``smollm2-135m`` by default) or a ``transformers`` causal LM.

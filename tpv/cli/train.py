@@ -358,8 +358,8 @@ def demo_command(
 
     On SmolLM2-135M with the packaged data: one origin; prompts tuned on Rotten Tomatoes and the VADER word
     ratings; their task prompt vectors summed; IMDB reviews tuned from 16 shots per class, once from the bare
-    origin and once from origin + the combination. Prints score before/after and time per row; measured 8.4 minutes
-    on one core (`--threads 1`) of a shared 2-core machine.
+    origin and once from origin + the combination. Prints score before/after and time per row; measured 282 s
+    on 2 CPU cores (docs/training.md, "The demo").
 
     Example: `tpv demo --out runs/demo`
     """
