@@ -403,7 +403,7 @@ def test_read_adapter_refuses_inconsistent_shapes(tmp_path: Path) -> None:
 
 
 def test_save_adapter_refusals(tmp_path: Path) -> None:
-    """A vector without its origin or with another, a non-empty folder, a bad layout: AdapterError each."""
+    """A vector without its origin or with another, a bad layout: AdapterError; a full folder: OutputExistsError."""
     folder, origin = _adapter(tmp_path)
     other = make_origin(build_tiny("llama")[0], num_virtual_tokens=3, seed=8)
     vec = tpv.TaskPromptVector.from_prompts(origin.tensor + 1, origin, task="t")
@@ -411,7 +411,7 @@ def test_save_adapter_refusals(tmp_path: Path) -> None:
         save_adapter(vec, tmp_path / "x")
     with pytest.raises(AdapterError, match="tuned from origin"):
         save_adapter(vec, tmp_path / "x", origin=other)
-    with pytest.raises(AdapterError, match="overwrite=True"):
+    with pytest.raises(tpv.OutputExistsError, match="overwrite=True"):
         save_adapter(vec, folder, origin=origin)
     with pytest.raises(AdapterError, match="seq2seq"):
         save_adapter(torch.zeros(4, 8), tmp_path / "y", num_transformer_submodules=2, task_type="causal-lm")

@@ -19,7 +19,7 @@ import torch
 
 import tpv
 from tpv._fs import atomic_dir, atomic_write_bytes, clean_stale_siblings, open_regular, recover_dir
-from tpv.errors import ConfigError, FormatError, TrainingError
+from tpv.errors import AdapterError, ConfigError, FormatError, OutputExistsError, TrainingError
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ A = tpv.TaskPromptVector.from_tensor(torch.full((4, 8), 1.0, dtype=torch.float64
 B = tpv.TaskPromptVector.from_tensor(torch.full((4, 8), -1.0, dtype=torch.float64), origin_id=o.id, task="B")
 tpv.save(A, sys.argv[1]); print("READY", flush=True)
 while True:
-    tpv.save(B, sys.argv[1]); tpv.save(A, sys.argv[1])
+    tpv.save(B, sys.argv[1], overwrite=True); tpv.save(A, sys.argv[1], overwrite=True)
 """
 
 
@@ -149,14 +149,14 @@ def test_killed_save_then_new_save_leaves_no_temp_file(tmp_path: Path) -> None:
     proc.kill()
     proc.wait()
     o = tpv.Origin.gaussian(num_virtual_tokens=4, token_dim=8, seed=0)
-    tpv.save(o, dest)
+    tpv.save(o, dest, overwrite=True)
     assert [p.name for p in tmp_path.iterdir()] == [dest.name]
 
 
 def test_overwrite_keeps_the_mode(tmp_path: Path, files: dict[str, Path]) -> None:
     """An overwritten file keeps its permission bits."""
     os.chmod(files["a"], 0o640)
-    tpv.save(tpv.load(files["a"]), files["a"])
+    tpv.save(tpv.load(files["a"]), files["a"], overwrite=True)
     assert stat.S_IMODE(files["a"].stat().st_mode) == 0o640
 
 
@@ -185,7 +185,7 @@ def test_symlink_output_is_written_through(tmp_path: Path, files: dict[str, Path
     """Saving onto a symlink replaces its target and keeps the link."""
     link = tmp_path / "link.safetensors"
     link.symlink_to(files["origin"])
-    tpv.save(tpv.load(files["a"]), link)
+    tpv.save(tpv.load(files["a"]), link, overwrite=True)
     assert link.is_symlink() and tpv.inspect(files["origin"]).kind == "vector"
 
 
@@ -470,3 +470,116 @@ def test_train_init_text_has_its_option(tmp_path: Path) -> None:
                                       "--model", str(tmp_path / "no-model")])  # fmt: skip
     assert isinstance(result.exception, ConfigError) and "init_text" in str(result.exception)
     assert not (tmp_path / "r").exists()
+
+
+# -- one overwrite rule --------------------------------------------------------------------------------------------
+
+
+def test_api_writers_refuse_an_existing_output_without_overwrite(tmp_path: Path, files: dict[str, Path]) -> None:
+    """tpv.save and save_adapter share one rule: an existing output is replaced only with overwrite=True."""
+    before = files["a"].read_bytes()
+    v = tpv.load_vector(files["a"])
+    with pytest.raises(OutputExistsError, match="overwrite=True"):
+        tpv.save(v * 2, files["a"])
+    assert files["a"].read_bytes() == before
+    tpv.save(v * 2, files["a"], overwrite=True)
+    assert torch.equal(tpv.load_vector(files["a"]).tensor, (v * 2).tensor)
+    origin = tpv.load_origin(files["origin"])
+    tpv.save_adapter(origin, tmp_path / "adapter")
+    with pytest.raises(OutputExistsError, match="overwrite=True"):
+        tpv.save_adapter(origin, tmp_path / "adapter")
+    tpv.save_adapter(origin, tmp_path / "adapter", overwrite=True)
+    assert isinstance(OutputExistsError("x"), FileExistsError)
+
+
+def _cli(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from tpv.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def _failed_with(result: Any, message: str) -> bool:
+    return result.exit_code != 0 and message in str(result.exception) + result.output
+
+
+def test_cli_writers_refuse_existing_outputs_and_never_replace_an_input(tmp_path: Path, files: dict[str, Path]) -> None:
+    """combine, origin new and fuse apply refuse an existing -o without --overwrite, and an input even with it."""
+    a, origin = str(files["a"]), str(files["origin"])
+    before = files["a"].read_bytes()
+    assert _failed_with(_cli("combine", a, "--overwrite", "-o", a), "also an input")
+    assert _failed_with(_cli("combine", a, "-o", origin), "--overwrite")
+    assert _failed_with(_cli("origin", "new", "--dim", "8", "--tokens", "4", "-o", a), "--overwrite")
+    assert _failed_with(_cli("fuse", "apply", str(tmp_path / "no.map"), a, "--origin", origin, "-o", origin), "input")
+    assert files["a"].read_bytes() == before
+    out = tmp_path / "sum.safetensors"
+    assert _cli("combine", a, a, "-o", str(out)).exit_code == 0
+    assert _failed_with(_cli("combine", a, "-o", str(out)), "--overwrite")
+    assert _cli("combine", a, "--overwrite", "-o", str(out)).exit_code == 0
+    assert dict(tpv.load_vector(out).terms) == {"a": 1.0}
+
+
+def test_cli_options_are_checked_before_any_model_loads(tmp_path: Path, files: dict[str, Path]) -> None:
+    """Bad options and outputs fail at once: the model named here does not exist, so a late check would say so."""
+    taken = str(files["a"])
+    assert _failed_with(_cli("fuse", "fit", "no-such-model", "other", "--few-words", "some"), "few_words")
+    assert _failed_with(_cli("fuse", "fit", "no-such-model", "other", "-o", taken), "--overwrite")
+    assert _failed_with(_cli("train", "rotten_tomatoes", "--model", "no-such-model", "--out", taken), "is a file")
+    run = str(tmp_path / "run")
+    assert _failed_with(_cli("train", "rotten_tomatoes", "--model", "no-such-model", "--out", run, "--resume",
+                             "--overwrite"), "contradict")  # fmt: skip
+    assert _failed_with(_cli("transfer", taken, "--origin", str(files["origin"]), "--source-model", "no-such-model",
+                             "--target-model", "other", "-o", taken), "also an input")  # fmt: skip
+
+
+def test_combine_names_its_own_options(tmp_path: Path, files: dict[str, Path]) -> None:
+    """Mixed dtypes point at --dtype (a CLI user cannot call .to()); a huge dare seed is refused by --seed."""
+    half = tmp_path / "half.safetensors"
+    tpv.save(tpv.load_vector(files["a"]).to(torch.bfloat16), half)
+    a, out = str(files["a"]), str(tmp_path / "m.safetensors")
+    assert _failed_with(_cli("combine", a, str(half), "-o", out), "--dtype float32")
+    assert _cli("combine", a, str(half), "--dtype", "float32", "-o", out).exit_code == 0
+    assert tpv.load_vector(out).dtype == torch.float32
+    assert _failed_with(_cli("combine", a, "--method", "dare", "--density", "0.5", "--seed", str(2**64), "-o",
+                             str(tmp_path / "d.safetensors")), "--seed must be")  # fmt: skip
+
+
+def test_unwritable_metadata_is_named_before_writing(tmp_path: Path) -> None:
+    """A 60 MiB term name or a lone surrogate in base_model: one FormatError naming the field, no file."""
+    o = tpv.Origin.gaussian(num_virtual_tokens=2, token_dim=4, seed=0)
+    huge = tpv.TaskPromptVector.from_tensor(torch.zeros(2, 4), origin_id=o.id, task="x" * (60 << 20))
+    with pytest.raises(FormatError, match=r"tpv\.terms"):
+        tpv.save(huge, tmp_path / "h.safetensors")
+    bad = tpv.Origin.gaussian(num_virtual_tokens=2, token_dim=4, seed=0, base_model="model\udc80")
+    with pytest.raises(FormatError, match=r"tpv\.base_model"):
+        tpv.save(bad, tmp_path / "b.safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_adapter_config_fields_of_the_wrong_type_are_named(tmp_path: Path) -> None:
+    """num_transformer_submodules "1" (a string) names the field and its type, not a contradiction of 1 and 1."""
+    o = tpv.Origin.gaussian(num_virtual_tokens=4, token_dim=8, seed=0)
+    folder = tpv.save_adapter(o, tmp_path / "adapter")
+    cfg_path = folder / "adapter_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["num_transformer_submodules"] = "1"
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(AdapterError, match=r"num_transformer_submodules must be a positive integer.*'1' \(str\)"):
+        tpv.from_adapter(folder)
+
+
+@pytest.mark.parametrize("value", ["four", "0", "1e9"])
+def test_fuse_map_metadata_is_checked(tmp_path: Path, value: str) -> None:
+    """A map whose max_subtokens is not a small integer is one FormatError naming the key."""
+    from safetensors.torch import save_file
+
+    from tpv.fuse.cache import FORMAT_VERSION, KIND, load_map
+
+    meta = {"tpv.kind": KIND, "tpv.format_version": str(FORMAT_VERSION), "tpv.fuse.max_subtokens": value,
+            "tpv.fuse.word_source": "wordnet", "tpv.fuse.source": "{}", "tpv.fuse.target": "{}",
+            "tpv.fuse.words_per_k": "{}", "tpv.fuse.solvers": "{}", "tpv.fuse.settings": "{}"}  # fmt: skip
+    path = tmp_path / "map.safetensors"
+    save_file({"G_1": torch.zeros(2, 3, 1)}, str(path), metadata=meta)
+    with pytest.raises(FormatError, match=r"tpv\.fuse\.max_subtokens"):
+        load_map(path)

@@ -172,7 +172,7 @@ def test_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setattr("tpv._fs.os.replace", crash)
     with pytest.raises(OSError, match="disk full"):
-        tpv.save(make_vector(), path)
+        tpv.save(make_vector(), path, overwrite=True)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["o.safetensors"]
 
@@ -195,7 +195,7 @@ def test_header_length_resembling_pickle_magic_is_not_refused(tmp_path: Path) ->
     """A genuine file whose header length starts with the pickle magic bytes (e.g. 640) still loads."""
     v = tpv.TaskPromptVector.from_tensor(torch.ones(3, 8), origin_id=ORIGIN.id, task="t")
     for pad in range(0, 600):
-        path = tpv.save(v, tmp_path / "v.safetensors", provenance={"pad": "x" * pad})
+        path = tpv.save(v, tmp_path / "v.safetensors", provenance={"pad": "x" * pad}, overwrite=True)
         if path.read_bytes()[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"):
             assert tpv.load(path) == v
             return

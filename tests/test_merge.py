@@ -337,7 +337,8 @@ def test_cli_combine_mean_and_errors(tmp_path: Path) -> None:
     assert tpv.load_vector(out) == tpv.mean([a, b])
     res = CliRunner().invoke(_app(), ["combine", str(pa), "--method", "nope", "-o", str(out)])
     assert isinstance(res.exception, tpv.ConfigError) and "known methods" in str(res.exception)
-    res = CliRunner().invoke(_app(), ["combine", str(pa), "--method", "ties", "--density", "2", "-o", str(out)])
+    fresh = tmp_path / "fresh.safetensors"
+    res = CliRunner().invoke(_app(), ["combine", str(pa), "--method", "ties", "--density", "2", "-o", str(fresh)])
     assert isinstance(res.exception, tpv.ConfigError) and "(0, 1]" in str(res.exception)
 
 

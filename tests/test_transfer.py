@@ -484,6 +484,7 @@ def test_cli_transfer_writes_a_target_adapter_with_provenance(tmp_path: Path) ->
     assert tuple(moved.shape) == (3, emb.shape[1])
     assert tpv.inspect(tmp_path / "out" / "origin.safetensors").provenance["command"] == "tpv transfer"
     swapped = [a if a != str(folders["llama"]) else str(folders["gemma3"]) for a in args[:-2]] + args[-2:]
+    swapped[swapped.index(str(tmp_path / "out"))] = str(tmp_path / "out2")
     bad = CliRunner().invoke(app, swapped)
     assert isinstance(bad.exception, ModelError) and "wide" in str(bad.exception)
     help_text = CliRunner().invoke(app, ["transfer", "--help"]).output

@@ -9,6 +9,10 @@ The guarantees (``docs/format.md``, "Reading and writing"):
 * **Cleaned up.** Temp siblings carry the writer's process id (``.NAME.<pid>.<random>.tmp``); the next write to
   the same destination removes those whose process is gone (left by a kill). A folder swap interrupted between
   its two renames is finished by :func:`recover_dir` on the next read.
+* **One overwrite rule.** :func:`check_output` refuses an output that exists unless the caller passed
+  ``overwrite=True`` (``--overwrite`` on the command line), and refuses an output that is one of the inputs even
+  then: the API's writers (``tpv.save``, ``save_adapter``, ``save_map``, ``TransferResult.save``) and every CLI
+  command that writes share it.
 * **Regular files only.** An output that exists and is not a regular file (a FIFO, a device, a socket) is refused,
   never replaced; an output that is a symlink is written through (the link stays). An overwritten file keeps its
   permission bits. Inputs opened with :func:`open_regular` are checked to be regular files without blocking.
@@ -25,11 +29,11 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from tpv.errors import FormatError
+from tpv.errors import FormatError, OutputExistsError
 
 _NAME_MAX = 255
 _STALE_AGE_S = 24 * 3600.0  # temp siblings without a readable pid are removed once this old
@@ -112,6 +116,50 @@ def _check_output(dest: Path, *, folder: bool) -> None:
     if stat.S_ISDIR(st.st_mode):
         raise FormatError(f"{dest}: is a folder; give a file path (or remove the folder)")
     raise FormatError(f"{dest}: exists and is not a regular file (a FIFO, socket or device); tpv refuses to replace it")
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_output(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool,
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+    flag: str = "overwrite=True",
+    folder: bool = False,
+) -> Path:
+    """Apply the overwrite rule to one output path before anything is computed or written.
+
+    Args:
+        path: the output (file or folder).
+        overwrite: whether an existing output may be replaced.
+        inputs: the paths the caller reads; the output may be none of them, whatever ``overwrite`` says.
+        flag: how the caller spells "overwrite" in the message (``"--overwrite"`` on the command line).
+        folder: the output is a folder (else an existing folder at ``path`` is refused as the wrong kind).
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        OutputExistsError: the output is one of the inputs, or exists and ``overwrite`` is false.
+        FormatError: the output exists and is of the wrong kind (a folder for a file, a FIFO, a device), or a
+            parent of it is a file.
+    """
+    out = Path(path)
+    _check_output(out, folder=folder)
+    for src in inputs:
+        if src is not None and _same_path(out, Path(src)):
+            raise OutputExistsError(f"{out}: the output is also an input ({src}); write the result to another path")
+    if not overwrite and (out.exists() or out.is_symlink()):
+        if out.is_dir() and not any(out.iterdir()):
+            return out
+        raise OutputExistsError(f"{out} already exists; pass {flag} to replace it, or choose another path")
+    return out
 
 
 def _fsync_dir(folder: Path) -> None:

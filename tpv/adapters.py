@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import torch
 
-from tpv._fs import atomic_dir
+from tpv._fs import atomic_dir, check_output
 from tpv._tensor import check_prompt_tensor
 from tpv.errors import AdapterError, ConfigError, FormatError, IncompatibleVectorsError, ModelError
 from tpv.files import load_origin, load_vector, save
@@ -452,6 +452,13 @@ def read_adapter(adapter_dir: str | os.PathLike[str]) -> tuple[torch.Tensor, dic
         logger.info("%s: ignoring %d tensor(s) beside the prompt (%s)", weights, len(extra), ", ".join(extra[:5]))
     if prompt.ndim != 2:
         raise AdapterError(f"{weights}: {PROMPT_KEY} must have shape (rows, dim), got {tuple(prompt.shape)}")
+    for field_name in ("num_virtual_tokens", "num_transformer_submodules", "token_dim"):
+        value = config.get(field_name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise AdapterError(
+                f"{cfg_path}: {field_name} must be a positive integer (as PEFT writes it), got {value!r} "
+                f"({type(value).__name__}); fix the file or re-save the adapter with save_pretrained"
+            )
     nvt, subs = config.get("num_virtual_tokens"), config.get("num_transformer_submodules") or 1
     if isinstance(nvt, int) and isinstance(subs, int) and nvt * subs != prompt.shape[0]:
         raise AdapterError(
@@ -608,15 +615,14 @@ def save_adapter(
         The folder written.
 
     Raises:
-        AdapterError: a vector without its origin or with another origin, a layout mismatch, an existing folder.
+        OutputExistsError: ``out_dir`` exists, is not empty, and ``overwrite`` is false.
+        AdapterError: a vector without its origin or with another origin, a layout mismatch.
         ConfigError: bad ``task_type`` or ``extra_tensors``.
     """
     from peft import PromptTuningConfig
     from safetensors.torch import save_file
 
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise AdapterError(f"{str(out)!r} already exists and is not empty; pass overwrite=True to replace it")
+    out = check_output(out_dir, overwrite=overwrite, folder=True)
     vector: TaskPromptVector | None = None
     if isinstance(prompt_or_vector, TaskPromptVector):
         vector = prompt_or_vector

@@ -11,10 +11,12 @@ and each message names what was wrong and how to fix it. The hierarchy::
     ├── AdapterError                 a PEFT adapter folder that is not prompt tuning or does not fit
     ├── TaskError                    an unknown task, or a task whose data is missing or malformed
     ├── TrainingError                training that cannot start or diverged (empty data, NaN loss)
+    ├── OutputExistsError            an output path that exists (pass overwrite) or is one of the inputs
     └── ConfigError                  an invalid option value (names the option, the value, the rule)
 
 All subclasses also derive from ``ValueError`` (except ``ModelError``/``TaskError`` which are lookup-like and
-derive from ``LookupError`` too), so code written against plain Python exceptions keeps working.
+derive from ``LookupError``, and ``OutputExistsError`` which derives from ``FileExistsError``), so code written
+against plain Python exceptions keeps working.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "IncompatibleVectorsError",
     "InvalidVectorError",
     "ModelError",
+    "OutputExistsError",
     "TPVError",
     "TaskError",
     "TrainingError",
@@ -62,6 +65,10 @@ class TaskError(TPVError, LookupError):
 
 class TrainingError(TPVError, RuntimeError):
     """Training cannot start (empty dataset, labels missing from the verbalizer) or diverged (NaN loss)."""
+
+
+class OutputExistsError(TPVError, FileExistsError):
+    """An output path already exists (pass ``overwrite=True`` / ``--overwrite``) or is one of the command's inputs."""
 
 
 class ConfigError(TPVError, ValueError):

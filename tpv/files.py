@@ -38,7 +38,7 @@ from typing import Any, BinaryIO, Literal, overload
 
 import torch
 
-from tpv._fs import atomic_write_bytes, open_regular
+from tpv._fs import atomic_write_bytes, check_output, open_regular
 from tpv.errors import FormatError, InvalidVectorError
 from tpv.origin import Origin
 from tpv.vector import TaskPromptVector
@@ -146,6 +146,21 @@ def _metadata(obj: TaskPromptVector | Origin, provenance: dict[str, Any] | None)
             meta["tpv.provenance"] = json.dumps(provenance, sort_keys=True, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise FormatError(f"provenance must be a JSON-serializable dict of finite values: {exc}") from None
+    size = 0
+    for key, value in meta.items():
+        try:
+            size += len(value.encode("utf-8")) + len(key)
+        except UnicodeEncodeError:
+            raise FormatError(
+                f"{key} holds text that is not valid Unicode (a lone surrogate, e.g. from a file name in another "
+                "encoding); give it as valid UTF-8 text"
+            ) from None
+    if size > _MAX_HEADER // 2:
+        largest = max(meta, key=lambda k: len(meta[k]))
+        raise FormatError(
+            f"the file's metadata would be {size / 2**20:.1f} MiB (largest field: {largest}); tpv files keep it under "
+            f"{_MAX_HEADER // 2**21} MiB: shorten the task names, base_model or provenance"
+        )
     return meta
 
 
@@ -154,25 +169,28 @@ def save(
     path: str | os.PathLike[str],
     *,
     provenance: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write a vector or an origin to a self-describing ``.safetensors`` file, atomically.
 
     Args:
         obj: the vector or origin.
-        path: destination file (parent folders are created; an existing file is replaced only once the new
-            one is complete).
+        path: destination file (parent folders are created).
         provenance: optional JSON-serializable record stored under ``tpv.provenance``.
+        overwrite: replace an existing file (the old one stays whole until the new one is complete).
 
     Returns:
         The path written.
 
     Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is false.
         FormatError: ``obj`` is neither a vector nor an origin, or provenance is not JSON-serializable.
     """
     from safetensors.torch import save as st_save
 
     if not isinstance(obj, TaskPromptVector | Origin):
         raise FormatError(f"tpv.save writes a TaskPromptVector or an Origin, got {type(obj).__name__}")
+    check_output(path, overwrite=overwrite)
     kind = "vector" if isinstance(obj, TaskPromptVector) else "origin"
     data = st_save({kind: obj.tensor.contiguous()}, metadata=_metadata(obj, provenance))
     return atomic_write_bytes(path, data)

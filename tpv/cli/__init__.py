@@ -152,6 +152,7 @@ def origin_new_command(
     task_type: Annotated[
         str, typer.Option(help="With --model: causal-lm | seq2seq | seq-cls (e.g. seq-cls for minilm-l6).")
     ] = "causal-lm",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
     """Create a reproducible origin and save it.
 
@@ -170,6 +171,9 @@ def origin_new_command(
         raise ConfigError(f"--std must be a positive finite number; got {std}")
     if not 0 <= seed <= 2**63 - 1:
         raise ConfigError(f"--seed must be an integer in 0..2**63-1; got {seed}")
+    from tpv._fs import check_output
+
+    check_output(out, overwrite=overwrite, flag="--overwrite")
     if init == "gaussian" and model is None:
         if dim is None:
             raise ConfigError("--init gaussian needs --dim (the embedding width) or --model")
@@ -194,7 +198,7 @@ def origin_new_command(
             n=n,
             std=std,
         )
-    save(origin, out)
+    save(origin, out, overwrite=overwrite)
     console().print(f"wrote {origin.describe()} to {out}")
 
 

@@ -45,6 +45,7 @@ def fit_command(
     refit: Annotated[bool, typer.Option("--refit", help="Fit again even if a cached map exists.")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the cache.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the map's metadata as JSON.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
     """Fit (or load from the cache) the FUSE maps G_1..G_K from SOURCE's embedding space to TARGET's.
 
@@ -55,8 +56,12 @@ def fit_command(
     """
 
     def run() -> None:
+        from tpv._fs import check_output
         from tpv.fuse import fit, save_map
 
+        if out is not None:  # checked before any model is loaded
+            check_output(out, overwrite=overwrite, flag="--overwrite")
+            check_output(str(out) + ".json", overwrite=overwrite, flag="--overwrite")
         fmap = fit(
             source,
             target,
@@ -70,7 +75,7 @@ def fit_command(
             refit=refit,
         )
         if out is not None:
-            save_map(fmap, out)
+            save_map(fmap, out, overwrite=overwrite)
         if as_json:
             record = {
                 "source": dict(fmap.source),
@@ -112,6 +117,7 @@ def apply_command(
         ),
     ] = None,
     word_length: Annotated[int, typer.Option(help="Virtual tokens per mapped word (1..K).")] = 1,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
 ) -> None:
     """Move an origin or a task prompt vector to the map's target model.
 
@@ -121,17 +127,20 @@ def apply_command(
     """
 
     def run() -> None:
+        from tpv._fs import check_output
         from tpv.files import load, load_origin, save
         from tpv.fuse import apply, load_map
         from tpv.origin import Origin
 
+        inputs = [map_file, item, origin]
+        check_output(out, overwrite=overwrite, inputs=inputs, flag="--overwrite")
         fmap = load_map(map_file)
         obj = load(item)
         provenance = {"fuse_map": str(map_file), "moved_from": str(item)}
         console = _console()
         if isinstance(obj, Origin):
             moved_alone = apply(fmap, obj, word_length=word_length)
-            save(moved_alone, out, provenance=provenance)
+            save(moved_alone, out, provenance=provenance, overwrite=overwrite)
             console.print(f"wrote {moved_alone.describe()} to {out}")
             return
         if origin is None:
@@ -142,8 +151,9 @@ def apply_command(
         moved_origin = apply(fmap, src_origin, word_length=word_length)
         moved = apply(fmap, obj, origin=src_origin, word_length=word_length)
         o_out = origin_out or out.with_name(f"{out.stem}.origin{out.suffix or '.safetensors'}")
-        save(moved_origin, o_out, provenance=provenance | {"moved_from": str(origin)})
-        save(moved, out, provenance=provenance)
+        check_output(o_out, overwrite=overwrite, inputs=[*inputs, out], flag="--overwrite")
+        save(moved_origin, o_out, provenance=provenance | {"moved_from": str(origin)}, overwrite=overwrite)
+        save(moved, out, provenance=provenance, overwrite=overwrite)
         console.print(f"wrote {moved.describe()} to {out}")
         console.print(f"wrote its origin {moved_origin.describe()} to {o_out}")
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from tpv._fs import check_output
 from tpv.errors import ConfigError, ModelError, TaskError
 
 if TYPE_CHECKING:
@@ -80,10 +81,25 @@ def parse_grid(text: str) -> tuple[float, ...]:
     return values
 
 
-def _load_vectors(files: list[Path]) -> list[TaskPromptVector]:
+_DTYPES = ("float32", "float64", "bfloat16", "float16")
+
+
+def _load_vectors(files: list[Path], dtype: str | None = None) -> list[TaskPromptVector]:
+    """Read vector files; with ``dtype`` convert them all, else refuse mixed dtypes naming ``--dtype``."""
+    import torch
+
     from tpv.files import load_vector
 
-    return [load_vector(f) for f in files]
+    if dtype is not None and dtype not in _DTYPES:
+        raise ConfigError(f"--dtype must be one of {', '.join(_DTYPES)}; got {dtype!r}")
+    vectors = [load_vector(f) for f in files]
+    if dtype is not None:
+        return [v.to(getattr(torch, dtype)) for v in vectors]
+    dtypes = {str(v.dtype).removeprefix("torch.") for v in vectors}
+    if len(dtypes) > 1:
+        listing = ", ".join(f"{f} ({str(v.dtype).removeprefix('torch.')})" for f, v in zip(files, vectors))
+        raise ConfigError(f"the vectors have different dtypes: {listing}; pass --dtype float32 to convert them all")
+    return vectors
 
 
 def _names(files: list[Path], vectors: list[TaskPromptVector]) -> list[str]:
@@ -127,6 +143,11 @@ def combine_command(
     seed: Annotated[Optional[int], typer.Option(help="dare/dare_ties: seed of the drop masks.")] = None,  # noqa: UP045
     scale: Annotated[float, typer.Option(help="Multiply the merged vector by this (a lambda).")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the merge record as JSON.")] = False,
+    dtype: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Convert every vector to this dtype first (float32, bfloat16, ...): for mixed inputs."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
     """Merge task prompt vectors with a registered method and save the result.
 
@@ -149,7 +170,10 @@ def combine_command(
         raise ConfigError("give --weights or --token-weights, not both")
     if not math.isfinite(scale):
         raise ConfigError(f"--scale must be finite, got {scale}")
-    vectors = _load_vectors(files)
+    if seed is not None and not 0 <= seed <= 2**63 - 1:
+        raise ConfigError(f"--seed must be an integer in 0..2**63-1; got {seed}")
+    check_output(out, overwrite=overwrite, inputs=[*files, token_weights], flag="--overwrite")
+    vectors = _load_vectors(files, dtype)
     w: Any = None
     if weights is not None:
         w = parse_weights(weights)
@@ -166,7 +190,7 @@ def combine_command(
         merged = merged * scale
     record = merge_record(method, w, [str(f) for f in files], **params)
     record["merge"]["scale"] = scale
-    save(merged, out, provenance=record)
+    save(merged, out, provenance=record, overwrite=overwrite)
     if as_json:
         typer.echo(json.dumps({"out": str(out), "terms": dict(merged.terms), **record}, indent=2))
         return
@@ -283,6 +307,7 @@ def search_command(
         typer.Option("-o", "--out", help="Write the best combination (a vector) here."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
     """Search the coefficients of a combination of vectors on a task's validation split.
 
@@ -298,6 +323,8 @@ def search_command(
 
     if strategy not in ("coordinate", "grid"):
         raise ConfigError(f"--strategy must be coordinate or grid, got {strategy!r}")
+    if out is not None:
+        check_output(out, overwrite=overwrite, inputs=[*vectors, origin], flag="--overwrite")
     if not vectors:
         raise ConfigError("tpv search needs at least one vector file")
     values = parse_grid(grid)
@@ -349,7 +376,7 @@ def search_command(
         }
     }
     if out is not None:
-        save(result.vector(vecs), out, provenance=record)
+        save(result.vector(vecs), out, provenance=record, overwrite=overwrite)
     if as_json:
         typer.echo(json.dumps(record, indent=2))
         return

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from tpv._fs import check_output
 from tpv.errors import ConfigError
 
 __all__ = ["register", "transfer_command"]
@@ -86,7 +87,7 @@ def transfer_command(
     eval_every: Annotated[int, typer.Option(help="Score every N steps (with --task).")] = 50,
     max_anchors: Annotated[Optional[int], typer.Option(help="Use at most N shared anchors.")] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option(help="Seed of the search's init and the anchor subset.")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file or folder.")] = False,
 ) -> None:
     """Move a soft prompt, origin or task prompt vector to another model, zero-shot, through shared anchors.
 
@@ -107,6 +108,8 @@ def transfer_command(
     if vector_mode not in VECTOR_MODES:
         raise ConfigError(f"--vector-mode must be one of {', '.join(VECTOR_MODES)}; got {vector_mode!r}")
     config = SearchConfig(steps=steps, lr=lr, top_k=top_k, norm=norm, eval_every=eval_every, seed=seed)  # type: ignore[arg-type]
+    as_file = out.suffix == ".safetensors"
+    check_output(out, overwrite=overwrite, inputs=[source, origin], flag="--overwrite", folder=not as_file)
     value, vec_origin, what = _read_input(source, origin)
     src = ModelSpace.load(source_model)
     score_fn = None
@@ -145,8 +148,7 @@ def transfer_command(
     result.provenance["command"] = "tpv transfer"
     if task is not None:
         result.provenance["task"] = task
-    as_file = out.suffix == ".safetensors"
-    written = result.save(out) if as_file else [result.save_adapter(out, overwrite=overwrite)]
+    written = result.save(out, overwrite=overwrite) if as_file else [result.save_adapter(out, overwrite=overwrite)]
     con = console()
     con.print(
         f"moved {what} from {src.name} to {tgt.name} with {method} over {len(result.anchors)} shared anchors "

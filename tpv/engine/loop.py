@@ -1031,8 +1031,8 @@ class _Session:
             overwrite=True,
         )
         provenance = {"task": s.task, "model": s.model_name, "steps": result.steps, "run": RUN_FILE}
-        save(s.origin, out / ORIGIN_FILE, provenance=provenance)
-        save(result.vector, out / VECTOR_FILE, provenance=provenance)
+        save(s.origin, out / ORIGIN_FILE, provenance=provenance, overwrite=True)  # the run folder's rule applies
+        save(result.vector, out / VECTOR_FILE, provenance=provenance, overwrite=True)
         atomic_write_text(out / RUN_FILE, json.dumps(run, indent=1, default=_json_default) + "\n")
         shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
 

@@ -38,7 +38,7 @@ from typing import Any, Union
 
 import torch
 
-from tpv._fs import atomic_write_bytes, atomic_write_text
+from tpv._fs import atomic_write_bytes, atomic_write_text, check_output, open_regular
 from tpv.errors import FormatError
 from tpv.fuse.fit import FuseMap
 
@@ -106,18 +106,24 @@ def _metadata(fmap: FuseMap) -> dict[str, str]:
     }
 
 
-def save_map(fmap: FuseMap, path: str | os.PathLike[str]) -> Path:
+def save_map(fmap: FuseMap, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
     """Write a map to ``path`` (safetensors) and ``path + ".json"`` (sidecar), each atomically.
 
     Args:
         fmap: the fitted map.
         path: destination ``.safetensors`` file; parent folders are created.
+        overwrite: replace an existing map (and its sidecar).
 
     Returns:
         The path written.
+
+    Raises:
+        OutputExistsError: ``path`` or its sidecar exists and ``overwrite`` is false.
     """
     from safetensors.torch import save as st_save
 
+    check_output(path, overwrite=overwrite)
+    check_output(str(path) + ".json", overwrite=overwrite)
     meta = _metadata(fmap)
     tensors = {f"G_{k}": fmap.maps[k].float().contiguous() for k in sorted(fmap.maps)}
     dest = atomic_write_bytes(path, st_save(tensors, metadata=meta))
@@ -149,21 +155,49 @@ def read_map_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         FormatError: not a file, a pickle file, not safetensors, not a FUSE map, or a newer format version.
     """
     p = Path(path)
-    if not p.is_file():
+    meta, _ = _read(p, tensors=False)
+    return _info(p, meta)
+
+
+def _info(p: Path, meta: dict[str, str]) -> dict[str, Any]:
+    info: dict[str, Any] = {k: v for k, v in meta.items() if k.startswith("tpv.")}
+    for key in ("tpv.fuse.source", "tpv.fuse.target", "tpv.fuse.words_per_k", "tpv.fuse.solvers", "tpv.fuse.settings"):
+        info[key] = _json(p, meta, key)
+    for key in ("tpv.fuse.max_subtokens", "tpv.fuse.word_source"):
+        if key not in meta:
+            raise FormatError(f"{p}: the map file lacks the metadata key {key!r}")
+    k_max = meta["tpv.fuse.max_subtokens"]
+    if not (k_max.isascii() and k_max.isdigit() and 1 <= int(k_max) <= 64):
+        raise FormatError(f"{p}: metadata 'tpv.fuse.max_subtokens' must be an integer in 1..64, got {k_max[:40]!r}")
+    return info
+
+
+def _read(p: Path, *, tensors: bool) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Read a map file in one open: its checked metadata and (if asked) its tensors."""
+    import struct
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load as st_load
+
+    if not p.exists():
         raise FormatError(f"no map file at {str(p)!r}. Fix: tpv fuse fit SOURCE TARGET -o {p}")
-    with open(p, "rb") as fh:
-        head = fh.read(9)
+    with open_regular(p) as fh:
+        data = fh.read() if tensors else fh.read(8)
+        if not tensors and len(data) == 8:
+            data += fh.read(min(struct.unpack("<Q", data)[0], 100 * 2**20))
     # A safetensors file starts with its header length (8 bytes, little-endian) and then "{"; a length such as
     # 640 also starts with 0x80 0x02, so the pickle magic counts only when no header follows.
-    if head.startswith(_PICKLE_MAGIC) and head[8:9] != b"{":
+    if data.startswith(_PICKLE_MAGIC) and data[8:9] != b"{":
         raise FormatError(f"{p} looks like a pickle / torch.save file; tpv never loads pickle (it can run code)")
-    from safetensors import SafetensorError, safe_open
-
     try:
-        with safe_open(str(p), framework="pt") as fh:
-            meta = dict(fh.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise FormatError(f"{p} is not a valid safetensors file: {exc}") from None
+        (n,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8 : 8 + n].decode("utf-8")) if 8 + n <= len(data) else None
+        meta = header.get("__metadata__") if isinstance(header, dict) else None
+        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+            raise ValueError("no string metadata")
+        loaded = st_load(data) if tensors else {}
+    except (struct.error, ValueError, SafetensorError) as exc:
+        raise FormatError(f"{p} is not a valid safetensors map file: {exc}") from None
     if meta.get("tpv.kind") != KIND:
         raise FormatError(f"{p} is not a FUSE map (tpv.kind={meta.get('tpv.kind')!r}, expected {KIND!r})")
     version = meta.get("tpv.format_version", "")
@@ -171,13 +205,7 @@ def read_map_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise FormatError(
             f"{p} has map format version {version!r}; this tpv reads up to {FORMAT_VERSION}. Fix: upgrade tpv"
         )
-    info: dict[str, Any] = {k: v for k, v in meta.items() if k.startswith("tpv.")}
-    for key in ("tpv.fuse.source", "tpv.fuse.target", "tpv.fuse.words_per_k", "tpv.fuse.solvers", "tpv.fuse.settings"):
-        info[key] = _json(p, meta, key)
-    for key in ("tpv.fuse.max_subtokens", "tpv.fuse.word_source"):
-        if key not in meta:
-            raise FormatError(f"{p}: the map file lacks the metadata key {key!r}")
-    return info
+    return meta, loaded
 
 
 def load_map(path: str | os.PathLike[str]) -> FuseMap:
@@ -192,12 +220,10 @@ def load_map(path: str | os.PathLike[str]) -> FuseMap:
     Raises:
         FormatError: see :func:`read_map_info`, or tensors missing or of the wrong shape.
     """
-    from safetensors.torch import load_file
-
     p = Path(path)
-    info = read_map_info(p)
+    meta, tensors = _read(p, tensors=True)
+    info = _info(p, meta)
     k_max = int(info["tpv.fuse.max_subtokens"])
-    tensors = load_file(str(p))
     maps: dict[int, torch.Tensor] = {}
     for k in range(1, k_max + 1):
         g = tensors.get(f"G_{k}")

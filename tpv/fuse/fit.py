@@ -769,6 +769,7 @@ def fit(
     """
     from tpv.fuse.cache import cache_path, load_map, save_map
 
+    _check_options(max_subtokens, min_words, max_words_per_k, few_words, rcond, ridge, ridge_fallback)
     src = _space(source, "source")
     tgt = _space(target, "target")
     if src.name == tgt.name and src.fingerprint() == tgt.fingerprint():
@@ -778,7 +779,6 @@ def fit(
         "few_words": few_words, "rcond": rcond, "ridge": ridge, "ridge_fallback": ridge_fallback, "seed": seed,
         "word_prefix": word_prefix,
     }  # fmt: skip
-    _check_options(max_subtokens, min_words, max_words_per_k, few_words, rcond, ridge, ridge_fallback)
     path = None
     if cache is not False:
         wl = resolve_words(words)
@@ -791,5 +791,5 @@ def fit(
             return fmap
     fmap = fit_map(src, tgt, **options)
     if path is not None:
-        save_map(fmap, path)
+        save_map(fmap, path, overwrite=True)  # the cache entry is replaced on --refit
     return fmap

@@ -196,15 +196,27 @@ class TransferResult:
             base_model=str(self.provenance.get("target_model", UNKNOWN_MODEL)),
         )
 
-    def save(self, path: str | os.PathLike[str], *, origin_path: str | os.PathLike[str] | None = None) -> list[Path]:
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        origin_path: str | os.PathLike[str] | None = None,
+        overwrite: bool = False,
+    ) -> list[Path]:
         """Write the result as tpv file(s), the provenance under ``tpv.provenance``, atomically.
 
         A vector is written to ``path`` and its target origin to ``origin_path`` (default: ``<stem>.origin.safetensors``
         beside it); an origin to ``path``; a prompt tensor to ``path`` as an origin-kind file (init ``"tensor"``).
 
+        Args:
+            path: the output file.
+            origin_path: where a vector's origin goes.
+            overwrite: replace existing files (without it, an existing output is refused before anything is written).
+
         Returns:
             The paths written.
         """
+        from tpv._fs import check_output
         from tpv.files import save
 
         p = Path(path)
@@ -212,8 +224,13 @@ class TransferResult:
         if isinstance(self.value, TaskPromptVector):
             assert self.origin is not None
             o_path = Path(origin_path) if origin_path is not None else p.with_name(_stem(p) + ".origin.safetensors")
-            return [save(self.value, p, provenance=record), save(self.origin, o_path, provenance=record)]
-        return [save(self.as_origin(), p, provenance=record)]
+            check_output(p, overwrite=overwrite)
+            check_output(o_path, overwrite=overwrite, inputs=[p])
+            return [
+                save(self.value, p, provenance=record, overwrite=overwrite),
+                save(self.origin, o_path, provenance=record, overwrite=overwrite),
+            ]
+        return [save(self.as_origin(), p, provenance=record, overwrite=overwrite)]
 
     def save_adapter(self, out_dir: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write a PEFT prompt-tuning adapter for the target model, with the provenance recorded.
@@ -236,12 +253,12 @@ class TransferResult:
         if isinstance(self.value, TaskPromptVector):
             assert self.origin is not None
             out = save_adapter(self.value, out_dir, origin=self.origin, base_model=base, overwrite=overwrite)
-            save(self.origin, out / ORIGIN_FILE, provenance=record)
-            save(self.value, out / VECTOR_FILE, provenance=record)
+            save(self.origin, out / ORIGIN_FILE, provenance=record, overwrite=True)
+            save(self.value, out / VECTOR_FILE, provenance=record, overwrite=True)
         else:
             origin = self.as_origin()
             out = save_adapter(origin, out_dir, base_model=base, overwrite=overwrite)
-            save(origin, out / ORIGIN_FILE, provenance=record)
+            save(origin, out / ORIGIN_FILE, provenance=record, overwrite=True)
         atomic_write_text(out / "tpv_transfer.json", json.dumps(self.provenance, indent=2, sort_keys=True) + "\n")
         return out
 
