@@ -160,6 +160,15 @@ def test_overwrite_keeps_the_mode(tmp_path: Path, files: dict[str, Path]) -> Non
     assert stat.S_IMODE(files["a"].stat().st_mode) == 0o640
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_overwrite_keeps_the_owner(files: dict[str, Path]) -> None:
+    """As root, an overwritten file keeps its owner and group (a service account's file stays its own)."""
+    os.chown(files["a"], 12345, 23456)
+    tpv.save(tpv.load(files["a"]), files["a"], overwrite=True)
+    st = files["a"].stat()
+    assert (st.st_uid, st.st_gid) == (12345, 23456)
+
+
 def test_long_file_names_fit_the_temp_name(tmp_path: Path) -> None:
     """A legal 250-byte file name is written (the temp sibling's name is shortened, not the output's)."""
     dest = tmp_path / ("v" * 238 + ".safetensors")
@@ -526,6 +535,7 @@ def test_cli_options_are_checked_before_any_model_loads(tmp_path: Path, files: d
     assert _failed_with(_cli("fuse", "fit", "no-such-model", "other", "--few-words", "some"), "few_words")
     assert _failed_with(_cli("fuse", "fit", "no-such-model", "other", "-o", taken), "--overwrite")
     assert _failed_with(_cli("train", "rotten_tomatoes", "--model", "no-such-model", "--out", taken), "is a file")
+    assert _failed_with(_cli("demo", "--model", "no-such-model", "--out", str(tmp_path)), "--overwrite")
     run = str(tmp_path / "run")
     assert _failed_with(_cli("train", "rotten_tomatoes", "--model", "no-such-model", "--out", run, "--resume",
                              "--overwrite"), "contradict")  # fmt: skip
@@ -583,3 +593,16 @@ def test_fuse_map_metadata_is_checked(tmp_path: Path, value: str) -> None:
     save_file({"G_1": torch.zeros(2, 3, 1)}, str(path), metadata=meta)
     with pytest.raises(FormatError, match=r"tpv\.fuse\.max_subtokens"):
         load_map(path)
+
+
+def test_a_tiny_task_file_warns_about_its_empty_splits(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """One labelled row: the data loads, and its summary (and the log) say which splits are empty and why."""
+    from tpv.tasks import load_task
+
+    path = tmp_path / "one.csv"
+    path.write_text("sentence,label\nfine movie,1\n")
+    data = load_task("sst2", data_files=path)
+    assert data.sizes() == {"train": 1, "validation": 0, "test": 0}
+    assert len(data.warnings) == 1 and "validation and test" in data.warnings[0]
+    assert "warning: the validation and test split(s)" in data.summary()
+    assert "too few to carve" in caplog.text

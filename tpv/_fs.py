@@ -201,15 +201,19 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     _mkparent(dest)
     _check_output(dest, folder=False)
     clean_stale_siblings(dest)
-    mode = 0o666 & ~_umask()
+    mode, owner = 0o666 & ~_umask(), None
     with contextlib.suppress(OSError):
-        mode = stat.S_IMODE(os.stat(dest).st_mode)  # an overwritten file keeps its permissions
+        old = os.stat(dest)
+        mode, owner = stat.S_IMODE(old.st_mode), (old.st_uid, old.st_gid)  # an overwritten file keeps both
     fd, tmp = tempfile.mkstemp(prefix=_prefix(dest), suffix=".tmp", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        if owner is not None and owner != (os.getuid(), os.getgid()):
+            with contextlib.suppress(OSError):  # only root (or the owner, for the group) may; else the writer owns it
+                os.chown(tmp, *owner)
         os.chmod(tmp, mode)
         os.replace(tmp, dest)
     except BaseException:

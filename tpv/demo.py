@@ -157,6 +157,7 @@ def run_demo(
     data: Mapping[str, TaskData] | None = None,
     progress: bool = False,
     report: Callable[[str], None] | None = None,
+    overwrite: bool = False,
 ) -> DemoResult:
     """Run the demo: source prompts -> vectors -> combination -> few-shot target from origin vs combination.
 
@@ -184,11 +185,13 @@ def run_demo(
         data: task name -> :class:`~tpv.tasks.TaskData` to use instead of loading (tests pass small data).
         progress: show progress bars on stderr.
         report: called with one line per stage (the CLI prints them).
+        overwrite: replace the runs of an earlier demo in a non-empty ``out_dir``.
 
     Returns:
         The :class:`DemoResult`.
 
     Raises:
+        OutputExistsError: ``out_dir`` is not empty and ``overwrite`` is false.
         ConfigError: bad arguments (no sources, unknown ``combine``, too few shots).
         TaskError: a task's data is missing on this machine (the message gives the install command).
         ModelError: the model cannot be loaded.
@@ -204,6 +207,10 @@ def run_demo(
         raise ConfigError(f"combine={combine!r}: must be 'sum' or 'mean'")
     if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
         raise ConfigError(f"shots={shots!r}: must be a positive integer (examples per class)")
+    if out_dir is not None:
+        from tpv._fs import check_output
+
+        check_output(out_dir, overwrite=overwrite, folder=True, flag="overwrite=True (--overwrite)")
     say = report or (lambda line: None)
     t_start = time.perf_counter()
     if isinstance(model, str):

@@ -353,6 +353,7 @@ def demo_command(
     progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = False,
     threads: Annotated[Optional[int], typer.Option(help=_THREADS)] = None,  # noqa: UP045
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace the runs of an earlier demo in --out.")] = False,
 ) -> None:
     """The main job: tune source prompts, combine their vectors, start a few-shot target from them.
 
@@ -379,6 +380,7 @@ def demo_command(
         out_dir=out,
         progress=progress,
         report=lambda line: _console(stderr=True).print(line),
+        overwrite=overwrite,
     )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))

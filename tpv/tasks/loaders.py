@@ -16,6 +16,7 @@ import functools
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import random
@@ -42,6 +43,8 @@ LARGE_TRAIN = 10_000
 
 VALIDATION_FROM_TRAIN = 1_000
 """How many training examples a large dataset gives to validation."""
+
+logger = logging.getLogger(__name__)
 
 DataFiles = str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]]
 _SPLITS = ("train", "validation", "test")
@@ -459,4 +462,14 @@ def load_task(
         train, validation, test = (
             _stratified_head(split, max_examples, regression=spec.is_regression) for split in (train, validation, test)
         )
-    return TaskData(spec, train, validation, test)
+    empty = [name for name, split in (("train", train), ("validation", validation), ("test", test)) if not split]
+    warnings: tuple[str, ...] = ()
+    if empty and train + validation + test:
+        total = len(train) + len(validation) + len(test)
+        warnings = (
+            f"the {' and '.join(empty)} split(s) of {spec.name!r} are empty: the data holds only {total} "
+            "example(s), too few to carve every split. Fix: give more rows, or pass a mapping of files with "
+            "'validation' and 'test'",
+        )
+        logger.warning("%s", warnings[0])
+    return TaskData(spec, train, validation, test, warnings)

@@ -218,16 +218,23 @@ class TaskData:
         train: training examples.
         validation: validation examples (model selection).
         test: test examples (reported).
+        warnings: what a user should know about the data as loaded (e.g. a split left empty by a tiny file).
     """
 
     spec: TaskSpec
     train: list[Example]
     validation: list[Example]
     test: list[Example]
+    warnings: tuple[str, ...] = ()
 
     def sizes(self) -> dict[str, int]:
         """Number of examples in each split."""
         return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
+
+    def summary(self) -> str:
+        """One line per fact: the task, its split sizes, then each warning."""
+        sizes = ", ".join(f"{k} {v}" for k, v in self.sizes().items())
+        return "\n".join([f"{self.spec.name}: {sizes}", *(f"warning: {w}" for w in self.warnings)])
 
 
 @dataclass(frozen=True)
