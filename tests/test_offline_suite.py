@@ -164,4 +164,7 @@ def test_wordnet_folder_can_be_given_by_environment(monkeypatch: pytest.MonkeyPa
     assert found is None or found != tmp_path
     for pos in ("noun", "verb", "adj", "adv"):
         (tmp_path / f"data.{pos}").write_text("")
+    assert offline.find_wordnet_dir() != tmp_path  # the index files are needed too (FUSE reads them)
+    for pos in ("noun", "verb", "adj", "adv"):
+        (tmp_path / f"index.{pos}").write_text("")
     assert offline.find_wordnet_dir() == tmp_path

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from tpv._version import __version__
 from tpv.errors import (
     AdapterError,
     ConfigError,
@@ -28,8 +29,6 @@ from tpv.search import PAPER_GRID, search_per_task, search_scalar
 from tpv.select import rank_sources, select_sources, similarity_table
 from tpv.transfer import transfer
 from tpv.vector import TaskPromptVector, cosine_matrix, mean
-
-__version__ = "0.1.0"
 
 # Names served lazily from heavier modules: name -> module.
 _LAZY: dict[str, str] = {

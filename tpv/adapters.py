@@ -36,7 +36,7 @@ from tpv._fs import atomic_dir, check_output
 from tpv._tensor import check_prompt_tensor
 from tpv.errors import AdapterError, ConfigError, FormatError, IncompatibleVectorsError, ModelError
 from tpv.files import load_origin, load_vector, save
-from tpv.models import TaskType, input_embeddings, model_name
+from tpv.models import TaskType, input_embeddings, model_name, unwrap_model
 from tpv.origin import Origin
 from tpv.vector import UNKNOWN_MODEL, TaskPromptVector
 
@@ -77,13 +77,8 @@ _PEFT_TASKS = ("CAUSAL_LM", "SEQ_2_SEQ_LM", "SEQ_CLS", "TOKEN_CLS", "QUESTION_AN
 # -- helpers ----------------------------------------------------------------------------------------------------
 
 
-def _unwrap(model: Any) -> Any:
-    get_base = getattr(model, "get_base_model", None)
-    return get_base() if callable(get_base) else model
-
-
 def _embedding_width(model: Any) -> int:
-    base = _unwrap(model)
+    base = unwrap_model(model)
     get = getattr(base, "get_input_embeddings", None)
     module = get() if callable(get) else None
     weight = getattr(module, "weight", None)
@@ -96,11 +91,11 @@ def _embedding_width(model: Any) -> int:
 
 
 def _is_encoder_decoder(model: Any) -> bool:
-    return bool(getattr(getattr(_unwrap(model), "config", None), "is_encoder_decoder", False))
+    return bool(getattr(getattr(unwrap_model(model), "config", None), "is_encoder_decoder", False))
 
 
 def _infer_task_type(model: Any) -> str:
-    base = _unwrap(model)
+    base = unwrap_model(model)
     if _is_encoder_decoder(base):
         return "SEQ_2_SEQ_LM"
     cls = type(base).__name__

@@ -65,7 +65,7 @@ _MAX_HEADER = 100 * 1024 * 1024
 
 
 def _library_version() -> str:
-    from tpv import __version__
+    from tpv._version import __version__
 
     return __version__
 

@@ -70,6 +70,7 @@ __all__ = [
     "load_tokenizer",
     "model_name",
     "prepare",
+    "unwrap_model",
 ]
 
 logger = logging.getLogger(__name__)
@@ -566,7 +567,7 @@ def input_embeddings(model: Any, *, copy: bool = True) -> torch.Tensor:
     Raises:
         ModelError: the model has no input embedding matrix.
     """
-    base = _unwrap(model)
+    base = unwrap_model(model)
     get = getattr(base, "get_input_embeddings", None)
     module = get() if callable(get) else None
     if module is None or not isinstance(getattr(module, "weight", None), torch.Tensor):
@@ -600,7 +601,8 @@ def load_embeddings(name: str = DEFAULT_MODEL, *, task_type: TaskType | None = N
     return input_embeddings(load_model(name, task_type=task))
 
 
-def _unwrap(model: Any) -> Any:
+def unwrap_model(model: Any) -> Any:
+    """The transformers model under a PEFT wrapper (``get_base_model()``), or ``model`` itself."""
     get_base = getattr(model, "get_base_model", None)
     return get_base() if callable(get_base) else model
 
@@ -615,7 +617,7 @@ def model_name(model: Any) -> str:
         The tpv packaged name when the model was loaded through one, else ``config._name_or_path``, else
         ``"unknown"``.
     """
-    base = _unwrap(model)
+    base = unwrap_model(model)
     packaged = getattr(base, "__dict__", {}).get(_NAME_ATTR)
     if isinstance(packaged, str) and packaged:
         return packaged

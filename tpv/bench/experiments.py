@@ -223,27 +223,6 @@ def _origin(model: Any, pp: Mapping[str, Any], seed: int) -> Origin:
     )
 
 
-def _cap(examples: Sequence[Example], n: int | None) -> list[Example]:
-    """The first ``n`` examples, classes in proportion to the whole (order kept)."""
-    if n is None or n >= len(examples):
-        return list(examples)
-    if any(isinstance(ex.label, float) for ex in examples):
-        return list(examples[:n])
-    counts: dict[Any, int] = {}
-    for ex in examples:
-        counts[ex.label] = counts.get(ex.label, 0) + 1
-    exact = {c: n * k / len(examples) for c, k in counts.items()}
-    quota = {c: int(v) for c, v in exact.items()}
-    for c in sorted(counts, key=lambda c: (quota[c] - exact[c], c))[: n - sum(quota.values())]:
-        quota[c] += 1
-    out = []
-    for ex in examples:
-        if quota[ex.label] > 0:
-            quota[ex.label] -= 1
-            out.append(ex)
-    return out
-
-
 @functools.lru_cache(maxsize=16)
 def _task_data(task: str, seed: int) -> Any:
     from tpv.tasks import load_task
@@ -252,12 +231,14 @@ def _task_data(task: str, seed: int) -> Any:
 
 
 def _data(task: str, dp: Mapping[str, Any]) -> tuple[TaskSpec, list[Example], list[Example], list[Example]]:
+    from tpv.tasks import stratified_cap
+
     data = _task_data(task, int(dp["seed"]))
     return (
         data.spec,
-        _cap(data.train, dp["max_train"]),
-        _cap(data.validation, dp["max_validation"]),
-        _cap(data.test, dp["max_test"]),
+        stratified_cap(data.train, dp["max_train"]),
+        stratified_cap(data.validation, dp["max_validation"]),
+        stratified_cap(data.test, dp["max_test"]),
     )
 
 

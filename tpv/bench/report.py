@@ -128,7 +128,7 @@ def environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     if versions.get("tpv") is None:  # run from a checkout that is not installed
-        from tpv import __version__
+        from tpv._version import __version__
 
         versions["tpv"] = __version__
     env: dict[str, Any] = {

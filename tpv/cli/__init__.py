@@ -35,7 +35,7 @@ app.add_typer(origin_app, name="origin")
 
 def _version_callback(value: bool) -> None:
     if value:
-        from tpv import __version__
+        from tpv._version import __version__
 
         typer.echo(f"tpv {__version__}")
         raise typer.Exit()

@@ -105,7 +105,7 @@ def _device_name(device: torch.device) -> str:
 
 def environment(device: torch.device, precision: str, *, world_size: int = 1) -> dict[str, Any]:
     """What a run ran on: versions, device, threads, git commit and time (written to ``run.json``)."""
-    from tpv import __version__
+    from tpv._version import __version__
 
     return {
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -29,7 +29,7 @@ from tpv.engine.config import TrainConfig
 from tpv.engine.data import Encoded, check_examples, collate, encode, eval_batches, fingerprint, label_token_ids
 from tpv.engine.data import plan_epoch as _plan_epoch
 from tpv.engine.env import cpu_has_native_bf16, environment, resolve_device, resolve_precision
-from tpv.engine.scoring import Kind, Scorer, has_prompt, infer_kind, is_peft
+from tpv.engine.scoring import Scorer, TaskType, has_prompt, infer_kind, is_peft
 from tpv.errors import ConfigError, TrainingError
 from tpv.origin import Origin
 from tpv.vector import TaskPromptVector
@@ -187,13 +187,15 @@ def _progress_bar(total: int, initial: int, desc: str, enabled: bool) -> Any:
     )
 
 
-def _resolve_model(model: Any, tokenizer: Any, kind: Kind | None, num_labels: int | None) -> tuple[Any, Any, Kind]:
+def _resolve_model(
+    model: Any, tokenizer: Any, kind: TaskType | None, num_labels: int | None
+) -> tuple[Any, Any, TaskType]:
     """Load a model named by a string; return ``(model, tokenizer, kind)``."""
     if isinstance(model, str | os.PathLike):
         from tpv.models import load_model, load_tokenizer
 
         name = str(model)
-        chosen: Kind = kind or "causal-lm"
+        chosen: TaskType = kind or "causal-lm"
         loaded = load_model(name, task_type=chosen, num_labels=num_labels if chosen == "seq-cls" else None)
         return loaded, tokenizer if tokenizer is not None else load_tokenizer(name), chosen
     if model is None:
@@ -220,7 +222,7 @@ def _load_task_data(task: str, seed: int) -> TaskData:
     return load_task(task, seed=seed)
 
 
-def _verbalizer(kind: Kind, model: Any, label_words: Sequence[str] | None) -> tuple[list[str] | None, int]:
+def _verbalizer(kind: TaskType, model: Any, label_words: Sequence[str] | None) -> tuple[list[str] | None, int]:
     """``(label_words or None, num_labels)`` checked against the model kind."""
     if kind == "seq-cls":
         num = int(getattr(_base(model).config, "num_labels", 0) or 0)
@@ -337,7 +339,7 @@ def evaluate(
     max_examples: int | None = None,
     precision: str = "auto",
     device: str | None = None,
-    task_type: Kind | None = None,
+    task_type: TaskType | None = None,
     seed: int = 0,
     progress: bool = False,
     return_predictions: bool = False,
@@ -518,7 +520,7 @@ class _Setup:
     cfg: TrainConfig
     device: torch.device
     precision: str
-    kind: Kind
+    kind: TaskType
     task: str
     metric: str
     words: list[str] | None
@@ -545,7 +547,7 @@ def _setup(
     metric: str | None,
     init: torch.Tensor | Origin | TaskPromptVector | None,
     origin: Origin | None,
-    task_type: Kind | None,
+    task_type: TaskType | None,
 ) -> _Setup:
     """Resolve model, data, verbalizer, origin and PEFT model; validate everything before training starts."""
     from tpv.adapters import init_prompt_tuning, make_origin
@@ -1052,7 +1054,7 @@ def train(
     out_dir: str | os.PathLike[str] | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    task_type: Kind | None = None,
+    task_type: TaskType | None = None,
     launcher: Launcher = "auto",
     progress: bool = True,
     callback: Callable[[TrainEvent], None] | None = None,

@@ -27,19 +27,14 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["Kind", "Scorer", "infer_kind"]
+from tpv.models import TaskType, unwrap_model
 
-Kind = Literal["causal-lm", "seq2seq", "seq-cls"]
-
-
-def _unwrap(model: Any) -> Any:
-    get_base = getattr(model, "get_base_model", None)
-    return get_base() if callable(get_base) else model
+__all__ = ["Scorer", "TaskType", "infer_kind"]
 
 
 def is_peft(model: Any) -> bool:
@@ -73,9 +68,9 @@ def has_prompt(model: Any) -> bool:
     return is_peft(model) and bool(getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False))
 
 
-def infer_kind(model: Any) -> Kind:
+def infer_kind(model: Any) -> TaskType:
     """The task type of a model from its class: encoder-decoder, ``*ForSequenceClassification`` or causal LM."""
-    base = _unwrap(model)
+    base = unwrap_model(model)
     if getattr(getattr(base, "config", None), "is_encoder_decoder", False):
         return "seq2seq"
     if type(base).__name__.endswith("ForSequenceClassification"):
@@ -100,14 +95,14 @@ class Scorer(nn.Module):
     label_ids: torch.Tensor
 
     def __init__(
-        self, model: Any, kind: Kind, label_ids: list[int] | None, *, share_prefix: bool | None = None
+        self, model: Any, kind: TaskType, label_ids: list[int] | None, *, share_prefix: bool | None = None
     ) -> None:
         super().__init__()
         self.share_prefix = share_prefix
         self.model = model
         self.kind = kind
         self.register_buffer("label_ids", torch.tensor(label_ids or [], dtype=torch.long), persistent=False)
-        base = _unwrap(model)
+        base = unwrap_model(model)
         self._peft = has_prompt(model)
         self._nvt = int(model.active_peft_config.num_virtual_tokens) if self._peft else 0
         cap = getattr(base.config, "final_logit_softcapping", None)
@@ -146,7 +141,7 @@ class Scorer(nn.Module):
     def _causal(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, full_vocab: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        base = _unwrap(self.model)
+        base = unwrap_model(self.model)
         backbone = base.base_model
         embeds = base.get_input_embeddings()(input_ids)  # (B, T, D), Gemma's sqrt(D) scale included
         batch = input_ids.shape[0]

@@ -75,6 +75,7 @@ from tpv._tensor import content_hash
 from tpv.errors import ConfigError
 from tpv.fuse.errors import MapMismatchError, NotEnoughWordsError, SingularSystemError
 from tpv.fuse.tproduct import t_product
+from tpv.tasks.offline import WORDNET_DIRS, find_wordnet_dir
 
 if TYPE_CHECKING:
     from tpv.fuse.cache import CacheOption
@@ -98,7 +99,6 @@ __all__ = [
 
 DEFAULT_MAX_SUBTOKENS = 4
 FewWords = Literal["error", "positionwise"]
-WORDNET_DIRS = ("/usr/share/wordnet", "/usr/local/share/wordnet", "/opt/homebrew/share/wordnet")
 DICT_WORDS = "/usr/share/dict/words"
 _WORD = re.compile(r"^[a-z]+(?:['-][a-z]+)*$")
 _FINGERPRINT_ROWS = 4096
@@ -123,14 +123,6 @@ class WordList:
     def sha256(self) -> str:
         """Hash of the words (first 16 hex digits), part of the cache key."""
         return hashlib.sha256("\n".join(self.words).encode("utf-8")).hexdigest()[:16]
-
-
-def find_wordnet_dir() -> Path | None:
-    """The folder holding WordNet 3.0's ``index.noun`` and friends: ``$WNSEARCHDIR``, then the usual places."""
-    for folder in (os.environ.get("WNSEARCHDIR", ""), *WORDNET_DIRS):
-        if folder and all(Path(folder, f"index.{pos}").is_file() for pos in ("noun", "verb", "adj", "adv")):
-            return Path(folder)
-    return None
 
 
 def wordnet_words(folder: str | os.PathLike[str] | None = None) -> WordList:
@@ -467,7 +459,7 @@ def solve_map(
 
 
 def _library_version() -> str:
-    from tpv import __version__
+    from tpv._version import __version__
 
     return __version__
 

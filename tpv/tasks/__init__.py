@@ -22,7 +22,7 @@ from tpv.tasks.loaders import (
 )
 from tpv.tasks.offline import missing_requirement
 from tpv.tasks.registry import get_group, get_task, list_groups, list_tasks, register_group, register_task
-from tpv.tasks.sampling import SHOTS, few_shot
+from tpv.tasks.sampling import SHOTS, few_shot, stratified_cap
 from tpv.tasks.spec import METRIC_NAMES, Example, MetricName, SourceKind, TaskData, TaskGroup, TaskSpec
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "register_group",
     "register_task",
     "split_like_paper",
+    "stratified_cap",
 ]
 
 

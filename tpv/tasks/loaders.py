@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tpv.errors import ConfigError, TaskError
+from tpv.tasks.sampling import stratified_cap
 from tpv.tasks.spec import Example, TaskData, TaskSpec
 
 __all__ = [
@@ -241,36 +242,6 @@ def dedupe(examples: Sequence[Example]) -> list[Example]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _quotas(counts: Mapping[int | float, int], n: int) -> dict[int | float, int]:
-    """Split ``n`` across classes in proportion to ``counts`` (largest remainder, ties by class order)."""
-    total = sum(counts.values())
-    exact = {c: n * k / total for c, k in counts.items()}
-    quotas = {c: int(v) for c, v in exact.items()}
-    left = n - sum(quotas.values())
-    for c in sorted(counts, key=lambda c: (-(exact[c] - quotas[c]), c))[:left]:
-        quotas[c] += 1
-    return quotas
-
-
-def _stratified_head(examples: Sequence[Example], n: int, *, regression: bool) -> list[Example]:
-    """The first examples of each class, ``n`` in all, classes in proportion; list order kept."""
-    if n >= len(examples):
-        return list(examples)
-    if regression:
-        return list(examples[:n])
-    counts: dict[int | float, int] = {}
-    for ex in examples:
-        counts[ex.label] = counts.get(ex.label, 0) + 1
-    quotas = _quotas(counts, n)
-    taken: dict[int | float, int] = {}
-    out = []
-    for ex in examples:
-        if taken.get(ex.label, 0) < quotas[ex.label]:
-            taken[ex.label] = taken.get(ex.label, 0) + 1
-            out.append(ex)
-    return out
-
-
 def carve_held_out(
     examples: Sequence[Example], *, salt: str, fraction: float = 0.2, max_size: int = 2_000
 ) -> tuple[list[Example], list[Example]]:
@@ -288,7 +259,7 @@ def carve_held_out(
     size = min(max_size, round(fraction * len(examples)))
     order = sorted(range(len(examples)), key=lambda i: _stable_key(salt, examples[i].text))
     regression = any(isinstance(ex.label, float) for ex in examples)
-    chosen = _stratified_head([examples[i] for i in order], size, regression=regression)
+    chosen = stratified_cap([examples[i] for i in order], size, regression=regression)
     chosen_ids = {id(ex) for ex in chosen}
     rest = [ex for ex in examples if id(ex) not in chosen_ids]
     return rest, chosen
@@ -460,7 +431,7 @@ def load_task(
         train, validation, test = _from_hub(spec, seed)
     if max_examples is not None:
         train, validation, test = (
-            _stratified_head(split, max_examples, regression=spec.is_regression) for split in (train, validation, test)
+            stratified_cap(split, max_examples, regression=spec.is_regression) for split in (train, validation, test)
         )
     empty = [name for name, split in (("train", train), ("validation", validation), ("test", test)) if not split]
     warnings: tuple[str, ...] = ()

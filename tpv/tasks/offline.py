@@ -48,7 +48,7 @@ Row = tuple[dict[str, str], int]
 
 WORDNET_INSTALL = "apt-get install wordnet-base"
 FORTUNES_INSTALL = "apt-get install fortunes"
-_WORDNET_DIRS = (
+WORDNET_DIRS = (
     "/usr/share/wordnet",
     "/usr/local/share/wordnet",
     "/usr/local/WordNet-3.0/dict",
@@ -93,13 +93,18 @@ def _package_file(module: str, *relative: str) -> Path | None:
 
 
 def find_wordnet_dir() -> Path | None:
-    """The folder holding WordNet 3.0's ``data.noun`` and friends, or None.
+    """The folder holding WordNet 3.0's ``data.*`` and ``index.*`` files, or None.
 
-    Looks in ``$WNSEARCHDIR`` (WordNet's own variable), then the usual install folders.
+    Looks in ``$WNSEARCHDIR`` (WordNet's own variable), then the usual install folders (:data:`WORDNET_DIRS`).
+    The one lookup for every WordNet user in tpv (the supersense tasks and FUSE's fitting words).
     """
-    candidates = [os.environ.get("WNSEARCHDIR", ""), *_WORDNET_DIRS]
+    candidates = [os.environ.get("WNSEARCHDIR", ""), *WORDNET_DIRS]
     for folder in candidates:
-        if folder and all(Path(folder, f"data.{pos}").is_file() for pos in ("noun", "verb", "adj", "adv")):
+        if folder and all(
+            Path(folder, f"{kind}.{pos}").is_file()
+            for kind in ("data", "index")
+            for pos in ("noun", "verb", "adj", "adv")
+        ):
             return Path(folder)
     return None
 

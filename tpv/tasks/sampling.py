@@ -9,12 +9,12 @@ round-robin, so a smaller k's result is also a prefix of a larger k's.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from tpv.errors import ConfigError
 from tpv.tasks.spec import Example
 
-__all__ = ["SHOTS", "few_shot"]
+__all__ = ["SHOTS", "few_shot", "stratified_cap"]
 
 SHOTS: tuple[int, ...] = (0, 5, 10, 25, 50, 100, 250, 500, 1000)
 """The shot counts of the paper's few-shot experiments."""
@@ -79,4 +79,47 @@ def few_shot(examples: Sequence[Example], k: int, seed: int = 0, *, allow_fewer:
         for label in sorted(drawn):
             if rank < len(drawn[label]):
                 out.append(examples[drawn[label][rank]])
+    return out
+
+
+def _quotas(counts: Mapping[int | float, int], n: int) -> dict[int | float, int]:
+    """Split ``n`` across classes in proportion to ``counts`` (largest remainder, ties by class order)."""
+    total = sum(counts.values())
+    exact = {c: n * k / total for c, k in counts.items()}
+    quotas = {c: int(v) for c, v in exact.items()}
+    left = n - sum(quotas.values())
+    for c in sorted(counts, key=lambda c: (-(exact[c] - quotas[c]), c))[:left]:
+        quotas[c] += 1
+    return quotas
+
+
+def stratified_cap(examples: Sequence[Example], n: int | None, *, regression: bool | None = None) -> list[Example]:
+    """The first ``n`` examples, classes in proportion to the whole; list order kept.
+
+    The one stratified cap of tpv: task loading (``max_examples``), the benchmark harness and the scripts use it.
+
+    Args:
+        examples: the pool, in the order to keep.
+        n: how many to keep; ``None`` (or at least ``len(examples)``) keeps all.
+        regression: float labels (then simply the first ``n``); ``None`` detects it from the labels.
+
+    Returns:
+        ``min(n, len(examples))`` examples: per class the first ones, quotas by largest remainder (ties by label).
+    """
+    if n is None or n >= len(examples):
+        return list(examples)
+    if regression is None:
+        regression = any(isinstance(ex.label, float) for ex in examples)
+    if regression:
+        return list(examples[:n])
+    counts: dict[int | float, int] = {}
+    for ex in examples:
+        counts[ex.label] = counts.get(ex.label, 0) + 1
+    quotas = _quotas(counts, n)
+    taken: dict[int | float, int] = {}
+    out = []
+    for ex in examples:
+        if taken.get(ex.label, 0) < quotas[ex.label]:
+            taken[ex.label] = taken.get(ex.label, 0) + 1
+            out.append(ex)
     return out

@@ -673,7 +673,7 @@ def _add_details(record: dict[str, Any], search: SearchResult | None, lin: Linea
         record["search"] = _search_summary(search)
     if lin is not None:
         record["linear_map"] = lin.summary()
-    from tpv import __version__
+    from tpv._version import __version__
 
     record["tpv_version"] = __version__
 
