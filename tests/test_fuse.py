@@ -543,3 +543,28 @@ def test_cli_fit_and_apply(tmp_path: Path, tiny: Any) -> None:
     assert result.exit_code == 2 and "--origin" in result.output
     result = runner.invoke(app, ["fit", *folders, "--words", str(words), "--min-words", "8", "--no-cache"])
     assert result.exit_code == 2 and "NotEnoughWordsError" in result.output
+
+
+def test_shared_types_keep_their_old_names() -> None:
+    """One embedding-space type, one error tree, distinct result names; the old import paths still work."""
+    import tpv.errors
+    import tpv.fuse
+    import tpv.models
+    import tpv.transfer
+    from tpv.fuse.errors import FuseError as OldFuseError
+    from tpv.transfer.anchors import AnchorError as OldAnchorError
+
+    assert tpv.fuse.EmbeddingSpace is tpv.transfer.ModelSpace is tpv.spaces.EmbeddingSpace
+    assert OldFuseError is tpv.errors.FuseError and OldAnchorError is tpv.errors.AnchorError
+    for name in ("NotEnoughWordsError", "SingularSystemError", "MapMismatchError"):
+        assert getattr(tpv.fuse, name) is getattr(tpv.errors, name)
+        assert issubclass(getattr(tpv.errors, name), tpv.errors.FuseError)
+    assert issubclass(tpv.errors.AnchorError, tpv.errors.ModelError)
+    assert tpv.fuse.SearchResult is tpv.fuse.BridgeResult
+    assert tpv.transfer.SearchResult is tpv.transfer.CodeSearchResult
+    emb = torch.randn(5, 3)
+    assert tpv.spaces.EmbeddingSpace("m", emb).tokenizer is None  # transfer with given anchors needs none
+    tok = bpe_tokenizer(300, metaspace=False)
+    space = tpv.fuse.EmbeddingSpace("m", tok, emb)  # the former tpv.fuse order (name, tokenizer, embeddings)
+    assert space.embeddings is emb and space.tokenizer is tok
+    assert tpv.transfer.ModelSpace("m", emb, tok).tokenizer is tok  # the former tpv.transfer order

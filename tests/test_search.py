@@ -290,6 +290,31 @@ def test_batched_scorer_options_do_not_change_scores(llama: tuple[Any, Any]) -> 
         assert torch.equal(scorer(prompts), base), kwargs
 
 
+@pytest.mark.parametrize("reuse_prefix", [True, False])
+def test_prompt_scorers_match_the_training_scorer_per_example(reuse_prefix: bool) -> None:
+    """The search's scorer and tpv.engine.scoring.Scorer (the prompt in a PEFT model) give the same class logits."""
+    from tpv.adapters import init_prompt_tuning
+    from tpv.engine.data import collate, encode, label_token_ids
+    from tpv.engine.prompt_scoring import BatchedPromptScorer as EngineBatched
+    from tpv.engine.scoring import Scorer
+
+    assert EngineBatched is BatchedPromptScorer  # the old import path serves the engine's class
+    model, tokenizer = _tiny_llama()  # a fresh model: PEFT wraps it
+    prompt = _candidates(1)[0]  # (rows, dim)
+    scorer = BatchedPromptScorer(model, tokenizer, TEXTS, LABELS, LABEL_WORDS, batch_size=4, reuse_prefix=reuse_prefix)
+    ours = scorer.label_logits(prompt[None], reuse_prefix=reuse_prefix)[0]  # (N, K), examples in the given order
+    peft_model = init_prompt_tuning(model, tpv.Origin.from_tensor(prompt))
+    batch = collate(encode(tokenizer, TEXTS, LABELS, max_length=128), list(range(len(TEXTS))), pad_id=0)
+    for share in (True, False):
+        reference = Scorer(peft_model, "causal-lm", label_token_ids(tokenizer, LABEL_WORDS), share_prefix=share)
+        with torch.no_grad():
+            theirs, _ = reference(batch.input_ids, batch.attention_mask)  # (N, K)
+        torch.testing.assert_close(ours, theirs.float(), rtol=1e-5, atol=1e-5)
+        assert torch.equal(ours.argmax(1), theirs.argmax(1))
+    accuracy = float((ours.argmax(1) == torch.tensor(LABELS)).double().mean())
+    assert scorer(prompt[None]).tolist() == [accuracy]
+
+
 def test_search_with_batched_and_sequential_scorers_agree(llama: tuple[Any, Any]) -> None:
     """Scalar search through either scorer picks the same lambda with the same table."""
     model, tokenizer = llama
@@ -319,7 +344,7 @@ def test_scorer_errors(llama: tuple[Any, Any]) -> None:
         BatchedPromptScorer(model, tokenizer, TEXTS[:2], [0], LABEL_WORDS)
     with pytest.raises(tpv.ConfigError, match="labels \\[2\\] have no label word"):
         BatchedPromptScorer(model, tokenizer, TEXTS[:2], [0, 2], LABEL_WORDS)
-    with pytest.raises(tpv.ConfigError, match="different tokens"):
+    with pytest.raises(tpv.ConfigError, match="first tokens differ"):
         BatchedPromptScorer(model, tokenizer, TEXTS[:2], [0, 1], (" good", " good"))
     with pytest.raises(tpv.ConfigError, match="at least one validation example"):
         SequentialPromptScorer(model, tokenizer, [], [], LABEL_WORDS)

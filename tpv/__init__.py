@@ -27,7 +27,6 @@ from tpv.merge import MERGE_METHODS, merge
 from tpv.origin import Origin
 from tpv.search import PAPER_GRID, search_per_task, search_scalar
 from tpv.select import rank_sources, select_sources, similarity_table
-from tpv.transfer import transfer
 from tpv.vector import TaskPromptVector, cosine_matrix, mean
 
 # Names served lazily from heavier modules: name -> module.
@@ -43,10 +42,11 @@ _LAZY: dict[str, str] = {
     "evaluate": "tpv.engine",
     "TrainConfig": "tpv.engine",
     "TrainResult": "tpv.engine",
+    "transfer": "tpv.transfer",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    pass
+    from tpv.transfer import transfer as transfer
 
 __all__ = [
     "MERGE_METHODS",
@@ -78,7 +78,6 @@ __all__ = [
     "search_scalar",
     "select_sources",
     "similarity_table",
-    "transfer",
     *_LAZY,
 ]
 

@@ -25,6 +25,9 @@ and pad on the **left** for decoder-only models, so that the last position of ev
 last real token (what rank classification and generation read), and on the **right** for encoders and
 encoder-decoders.
 
+The module is one idea (a name in, a ready model, tokenizer or embedding matrix out) at about 650 lines; the
+embedding-space type built on it lives in :mod:`tpv.spaces`.
+
 Example:
     >>> import tpv.models as tm
     >>> [m.name for m in tm.list_models()]

@@ -10,18 +10,11 @@ with one scalar ``lambda`` picked from ``{0, 0.05, ..., 1}`` on validation data:
 
 Scoring is abstract: a *scorer* is any callable ``score_prompts(prompts) -> scores`` taking ``c`` candidate
 soft prompts at once, shape ``(c, rows, dim)``, and returning one score per candidate, shape ``(c,)``
-(higher is better). Two scorers for rank classification with a causal LM are provided:
-
-* :class:`BatchedPromptScorer` evaluates all candidates on a batch of examples in one forward pass (the
-  batch dimension is expanded to ``c * b``), and by default computes each candidate prompt's keys and
-  values once and reuses them for every example batch;
-* :class:`SequentialPromptScorer`, the baseline, evaluates the candidates one after the other, with the
-  prompt recomputed in every batch, as a per-candidate evaluation loop does.
-
-Both predict, for each example, the label word with the highest next-token logit at the last input
-position (equivalently the highest log-likelihood), and return accuracy. They are PEFT-free: the prompt is
-prepended to the input embeddings (``inputs_embeds = cat(prompt, embed(input_ids))``). transformers is
-never imported by this module; the scorers only call the model given.
+(higher is better). This module is pure (no model is involved). The scorers for rank classification with a
+causal LM live with the rest of the model-level scoring in :mod:`tpv.engine.prompt_scoring` and are re-exported
+here: :class:`~tpv.engine.prompt_scoring.BatchedPromptScorer` evaluates all candidates on a batch of examples in
+one forward pass (with each candidate prompt's keys and values computed once),
+:class:`~tpv.engine.prompt_scoring.SequentialPromptScorer` is the one-candidate-at-a-time baseline.
 
 Example:
     >>> import torch, tpv
@@ -44,12 +37,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from tpv._tensor import check_prompt_tensor
-from tpv.engine.scoring import cache_kwargs, output_cache
 from tpv.errors import ConfigError, IncompatibleVectorsError
 from tpv.merge import merge
 from tpv.vector import TaskPromptVector
 
 if TYPE_CHECKING:
+    from tpv.engine.prompt_scoring import BatchedPromptScorer, SequentialPromptScorer
     from tpv.origin import Origin
 
 __all__ = [
@@ -69,6 +62,19 @@ PAPER_GRID: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(21))
 
 PromptScorer = Callable[[torch.Tensor], torch.Tensor]
 """``score_prompts(prompts (c, rows, dim)) -> scores (c,)``; higher is better."""
+
+# The model-level scorers, moved to tpv.engine.prompt_scoring; served from here (on first use) under their old names.
+_MOVED = {"BatchedPromptScorer", "SequentialPromptScorer"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module 'tpv.search' has no attribute {name!r}")
+    from tpv.engine import prompt_scoring
+
+    value = getattr(prompt_scoring, name)
+    globals()[name] = value
+    return value
 
 
 # -- results --------------------------------------------------------------------------------------------------
@@ -222,7 +228,7 @@ def _names(vectors: Sequence[TaskPromptVector]) -> tuple[str, ...]:
     return tuple(out)
 
 
-class _Evaluator:
+class _ScoreCache:
     """Scores coefficient tuples through a scorer, in chunks, remembering every score."""
 
     def __init__(self, stacked: torch.Tensor, origin: torch.Tensor, scorer: PromptScorer, chunk: int) -> None:
@@ -279,7 +285,7 @@ def search_scalar(
         vectors: one or more compatible vectors.
         origin: their origin (an :class:`~tpv.Origin` or its tensor).
         scorer: ``prompts (c, rows, dim) -> scores (c,)``, higher is better (e.g. a
-            :class:`BatchedPromptScorer`).
+            :class:`~tpv.engine.prompt_scoring.BatchedPromptScorer`).
         grid: lambdas to try, in order (default :data:`PAPER_GRID`); ties go to the first.
         chunk: most candidates per scorer call.
         strict: check that ``origin`` is the vectors' origin.
@@ -293,7 +299,7 @@ def search_scalar(
     """
     items, o = _check_inputs(vectors, origin, strict)
     lambdas = _check_grid(grid)
-    ev = _Evaluator(torch.stack([v.tensor for v in items]), o, scorer, chunk)
+    ev = _ScoreCache(torch.stack([v.tensor for v in items]), o, scorer, chunk)
     coefs = [(lam,) * len(items) for lam in lambdas]
     best, score = _best(coefs, ev.evaluate(coefs))
     return SearchResult("scalar", _names(items), best, score, ev.candidates(), "grid")
@@ -343,7 +349,7 @@ def search_per_task(
     items, o = _check_inputs(vectors, origin, strict)
     values = _check_grid(grid)
     n = len(items)
-    ev = _Evaluator(torch.stack([v.tensor for v in items]), o, scorer, chunk)
+    ev = _ScoreCache(torch.stack([v.tensor for v in items]), o, scorer, chunk)
     names = _names(items)
     if strategy == "grid":
         total = len(values) ** n
@@ -377,279 +383,3 @@ def search_per_task(
         if not moved:
             break
     return SearchResult("per_task", names, current, current_score, ev.candidates(), "coordinate")
-
-
-# -- scorers for causal LMs -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Batch:
-    input_ids: torch.Tensor  # (b, L), left-padded
-    attention_mask: torch.Tensor  # (b, L)
-    labels: torch.Tensor  # (b,)
-
-
-class _RankClassifier:
-    """Shared set-up of the two scorers: tokenized, length-sorted, left-padded example batches."""
-
-    def __init__(
-        self,
-        model: Any,
-        tokenizer: Any,
-        texts: Sequence[str],
-        labels: Sequence[int],
-        label_words: Sequence[str],
-        batch_size: int = 8,
-        *,
-        max_length: int | None = None,
-        sort_by_length: bool = True,
-    ) -> None:
-        texts = list(texts)
-        label_list = [int(x) for x in labels]
-        words = list(label_words)
-        if not texts:
-            raise ConfigError("a prompt scorer needs at least one validation example, got none")
-        if len(texts) != len(label_list):
-            raise ConfigError(f"got {len(texts)} texts but {len(label_list)} labels: give one label per text")
-        if len(words) < 2:
-            raise ConfigError(f"rank classification needs at least two label words, got {words}")
-        bad = sorted({y for y in label_list if not 0 <= y < len(words)})
-        if bad:
-            raise ConfigError(f"labels {bad} have no label word (there are {len(words)}: {words})")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if max_length is not None and (
-            isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
-        ):
-            raise ConfigError(f"max_length must be a positive integer or None, got {max_length!r}")
-        self.model = model
-        self.batch_size = batch_size
-        embed = model.get_input_embeddings()
-        self._embed = embed
-        self.token_dim = int(embed.weight.shape[1])
-        self._device = embed.weight.device
-        self._dtype = embed.weight.dtype
-        first_ids = []
-        for word in words:
-            ids = list(tokenizer(word, add_special_tokens=False)["input_ids"])
-            if not ids:
-                raise ConfigError(f"label word {word!r} tokenizes to nothing")
-            first_ids.append(int(ids[0]))
-        if len(set(first_ids)) != len(first_ids):
-            raise ConfigError(
-                f"label words {words} do not all start with different tokens ({first_ids}); "
-                "rank classification scores each word's first token: pick words whose first tokens differ"
-            )
-        self.label_ids = torch.tensor(first_ids, device=self._device)  # (K,)
-        encoded = [list(tokenizer(t)["input_ids"]) for t in texts]
-        if max_length is not None:
-            encoded = [ids[-max_length:] for ids in encoded]  # keep the end, where a template's cue sits
-        if any(len(ids) == 0 for ids in encoded):
-            raise ConfigError("a validation text tokenizes to nothing")
-        order = sorted(range(len(texts)), key=lambda i: len(encoded[i])) if sort_by_length else range(len(texts))
-        order = list(order)
-        self.num_examples = len(texts)
-        self._batches: list[_Batch] = []
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            width = max(len(encoded[i]) for i in idx)
-            batch_ids = torch.zeros(len(idx), width, dtype=torch.long)  # (b, L)
-            batch_mask = torch.zeros(len(idx), width, dtype=torch.long)  # (b, L)
-            for row, i in enumerate(idx):
-                n = len(encoded[i])
-                batch_ids[row, width - n :] = torch.tensor(encoded[i])
-                batch_mask[row, width - n :] = 1
-            y = torch.tensor([label_list[i] for i in idx])  # (b,)
-            self._batches.append(_Batch(batch_ids.to(self._device), batch_mask.to(self._device), y.to(self._device)))
-
-    def _check_prompts(self, prompts: torch.Tensor) -> torch.Tensor:
-        if not isinstance(prompts, torch.Tensor) or prompts.ndim != 3 or prompts.shape[0] == 0:
-            shape = tuple(prompts.shape) if isinstance(prompts, torch.Tensor) else type(prompts).__name__
-            raise ConfigError(f"candidate prompts must have shape (c >= 1, rows, dim), got {shape}")
-        if prompts.shape[2] != self.token_dim:
-            raise ConfigError(
-                f"candidate prompts are {prompts.shape[2]} wide but the model's embeddings are {self.token_dim}: "
-                "the prompts belong to another model"
-            )
-        return prompts.detach().to(self._device, self._dtype)  # (c, P, d)
-
-    def _count_correct(self, prompts: torch.Tensor, batch: _Batch, reuse: Any | None) -> torch.Tensor:
-        """Correct predictions per candidate on one batch, in one forward pass over ``c * b`` rows.
-
-        Args:
-            prompts: the candidates, shape ``(c, P, d)``.
-            batch: left-padded examples.
-            reuse: the candidates' prefix key/value cache (from :meth:`_prefix`), or ``None`` to recompute it.
-
-        Returns:
-            Correct counts, shape ``(c,)``.
-        """
-        c, p = int(prompts.shape[0]), int(prompts.shape[1])
-        b = int(batch.input_ids.shape[0])
-        text = self._embed(batch.input_ids)  # (b, L, d)
-        text = text.repeat(c, 1, 1)  # (c * b, L, d): row j * b + i is candidate j, example i
-        mask = batch.attention_mask.repeat(c, 1)  # (c * b, L)
-        ones = torch.ones(c * b, p, dtype=mask.dtype, device=mask.device)  # (c * b, P)
-        full_mask = torch.cat([ones, mask], dim=1)  # (c * b, P + L)
-        # Positions count real tokens only, so left padding between prompt and text changes nothing.
-        positions = (full_mask.cumsum(dim=1) - 1).clamp(min=0)  # (c * b, P + L)
-        if reuse is None:
-            embeds = torch.cat([prompts.repeat_interleave(b, dim=0), text], dim=1)  # (c * b, P + L, d)
-            out = self.model(
-                inputs_embeds=embeds,
-                attention_mask=full_mask,
-                position_ids=positions,
-                use_cache=False,
-                logits_to_keep=1,
-            )
-        else:
-            out = self.model(
-                inputs_embeds=text,
-                attention_mask=full_mask,
-                position_ids=positions[:, p:],
-                use_cache=True,
-                **cache_kwargs(self.model, _expand_cache(reuse, b, self.model.config)),
-                logits_to_keep=1,
-            )
-        scores = out.logits[:, -1, :].index_select(1, self.label_ids)  # (c * b, K)
-        correct = scores.argmax(dim=1) == batch.labels.repeat(c)  # (c * b,)
-        return correct.view(c, b).sum(dim=1)  # (c,)
-
-    def _prefix(self, prompts: torch.Tensor) -> Any:
-        """Keys and values of the candidate prompts alone (a prompt attends to nothing after it)."""
-        out = self.model(inputs_embeds=prompts, use_cache=True, logits_to_keep=1)  # prompts (c, P, d)
-        return output_cache(out)
-
-    def _accuracy(self, prompts: torch.Tensor, reuse_prefix: bool) -> torch.Tensor:
-        was_training = bool(self.model.training)
-        self.model.eval()
-        try:
-            with torch.inference_mode():
-                cache = self._prefix(prompts) if reuse_prefix else None
-                correct = torch.zeros(prompts.shape[0], dtype=torch.long, device=self._device)  # (c,)
-                for batch in self._batches:
-                    correct += self._count_correct(prompts, batch, cache)
-        finally:
-            self.model.train(was_training)
-        return correct.to("cpu", torch.float64) / self.num_examples  # (c,)
-
-
-def _expand_cache(cache: Any, repeats: int, config: Any) -> Any:
-    """A fresh cache holding each candidate's prefix ``repeats`` times (candidate-major rows)."""
-    from transformers import DynamicCache
-
-    layers = []
-    for layer in cache.layers:
-        keys = layer.keys.repeat_interleave(repeats, dim=0)  # (c * b, heads, P, head_dim)
-        values = layer.values.repeat_interleave(repeats, dim=0)  # (c * b, heads, P, head_dim)
-        layers.append((keys, values))
-    return DynamicCache(layers, config=config)
-
-
-class BatchedPromptScorer(_RankClassifier):
-    """Scores many candidate soft prompts at once by rank classification with a causal LM (PEFT-free).
-
-    For each batch of ``b`` validation examples, all ``c`` candidates are evaluated in **one** forward pass:
-    the batch dimension is expanded to ``c * b`` rows, row ``j * b + i`` holding candidate ``j`` prepended to
-    example ``i``. The prediction is the label word whose first token has the highest next-token logit at the
-    last input position (only that position's logits are computed, ``logits_to_keep=1``); the score is the
-    accuracy. Examples are tokenized once, sorted by length (less padding) and left-padded, with position
-    ids that count real tokens only, so padding does not change a prediction.
-
-    With ``reuse_prefix=True`` (default), each candidate prompt's keys and values are computed once per call
-    and reused for every example batch: a prompt attends only to itself, so its cache does not depend on the
-    text. A batch then runs ``c * b`` rows over the text tokens only, instead of the prompt and the text.
-    This needs a model that accepts ``past_key_values`` as a ``transformers.DynamicCache`` (Llama, Gemma,
-    Qwen, Mistral ...); pass ``reuse_prefix=False`` otherwise.
-
-    Causal LMs only (``model(inputs_embeds=..., attention_mask=..., position_ids=..., logits_to_keep=...)``);
-    encoder-decoder models and PEFT-wrapped models are not supported. The model is put in eval mode during a
-    call and restored afterwards.
-
-    Args:
-        model: a Hugging Face causal LM.
-        tokenizer: its tokenizer (``tokenizer(text)["input_ids"]``).
-        texts: the validation inputs, already formatted for the model.
-        labels: their labels, indices into ``label_words``.
-        label_words: one word per label (e.g. ``(" negative", " positive")``); their first tokens must differ.
-        batch_size: examples per batch ``b`` (each forward pass has ``c * b`` rows).
-        max_length: keep only the last ``max_length`` tokens of a text (default: no truncation).
-        sort_by_length: batch examples of similar length together.
-        reuse_prefix: compute each prompt's keys and values once and reuse them for every batch.
-        max_candidates: most candidates per forward pass (bounds memory); default: all.
-
-    Example:
-        >>> scorer = BatchedPromptScorer(model, tokenizer, texts, labels, (" negative", " positive"))  # doctest: +SKIP
-        >>> scorer(prompts)  # prompts (c, rows, dim) -> accuracies (c,)  # doctest: +SKIP
-    """
-
-    def __init__(
-        self,
-        model: Any,
-        tokenizer: Any,
-        texts: Sequence[str],
-        labels: Sequence[int],
-        label_words: Sequence[str],
-        batch_size: int = 8,
-        *,
-        max_length: int | None = None,
-        sort_by_length: bool = True,
-        reuse_prefix: bool = True,
-        max_candidates: int | None = None,
-    ) -> None:
-        super().__init__(
-            model,
-            tokenizer,
-            texts,
-            labels,
-            label_words,
-            batch_size,
-            max_length=max_length,
-            sort_by_length=sort_by_length,
-        )
-        if max_candidates is not None and (
-            isinstance(max_candidates, bool) or not isinstance(max_candidates, int) or max_candidates < 1
-        ):
-            raise ConfigError(f"max_candidates must be a positive integer or None, got {max_candidates!r}")
-        self.reuse_prefix = bool(reuse_prefix)
-        self.max_candidates = max_candidates
-
-    def __call__(self, prompts: torch.Tensor) -> torch.Tensor:
-        """Accuracy of each candidate prompt.
-
-        Args:
-            prompts: candidate soft prompts, shape ``(c, rows, dim)``.
-
-        Returns:
-            Accuracies in ``[0, 1]``, float64, shape ``(c,)``.
-
-        Raises:
-            ConfigError: prompts of the wrong shape or width.
-        """
-        p = self._check_prompts(prompts)  # (c, P, d)
-        step = self.max_candidates or p.shape[0]
-        parts = [self._accuracy(p[i : i + step], self.reuse_prefix) for i in range(0, p.shape[0], step)]
-        return torch.cat(parts)  # (c,)
-
-
-class SequentialPromptScorer(_RankClassifier):
-    """The baseline: scores candidate prompts one at a time, recomputing the prompt in every batch.
-
-    Same inputs, predictions and batches as :class:`BatchedPromptScorer` (a forward pass has ``b`` rows
-    holding one candidate), so the two return the same accuracies; only the work per forward pass differs.
-
-    Args:
-        model: a Hugging Face causal LM.
-        tokenizer: its tokenizer.
-        texts: the validation inputs, already formatted for the model.
-        labels: their labels, indices into ``label_words``.
-        label_words: one word per label; their first tokens must differ.
-        batch_size: examples per forward pass.
-        max_length: keep only the last ``max_length`` tokens of a text.
-        sort_by_length: batch examples of similar length together.
-    """
-
-    def __call__(self, prompts: torch.Tensor) -> torch.Tensor:
-        """Accuracy of each candidate prompt, shape ``(c,)``, computed one candidate after the other."""
-        p = self._check_prompts(prompts)  # (c, P, d)
-        return torch.cat([self._accuracy(p[j : j + 1], reuse_prefix=False) for j in range(p.shape[0])])  # (c,)

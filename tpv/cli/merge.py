@@ -318,8 +318,9 @@ def search_command(
 
     Example: `tpv search sst2.safetensors imdb.safetensors --origin origin.safetensors --task rotten_tomatoes`
     """
+    from tpv.engine.prompt_scoring import BatchedPromptScorer, SequentialPromptScorer
     from tpv.files import load_origin, save
-    from tpv.search import BatchedPromptScorer, SequentialPromptScorer, search_per_task, search_scalar
+    from tpv.search import search_per_task, search_scalar
 
     if strategy not in ("coordinate", "grid"):
         raise ConfigError(f"--strategy must be coordinate or grid, got {strategy!r}")

@@ -100,7 +100,8 @@ def transfer_command(
     import time
 
     from tpv.cli import console
-    from tpv.transfer import METHODS, ModelSpace, SearchConfig, run_transfer, validation_scorer
+    from tpv.spaces import EmbeddingSpace
+    from tpv.transfer import METHODS, SearchConfig, run_transfer, validation_scorer
     from tpv.transfer.api import VECTOR_MODES
 
     if method not in METHODS:
@@ -111,7 +112,7 @@ def transfer_command(
     as_file = out.suffix == ".safetensors"
     check_output(out, overwrite=overwrite, inputs=[source, origin], flag="--overwrite", folder=not as_file)
     value, vec_origin, what = _read_input(source, origin)
-    src = ModelSpace.load(source_model)
+    src = EmbeddingSpace.load(source_model)
     score_fn = None
     weights = None
     if task is not None:
@@ -121,7 +122,7 @@ def transfer_command(
         data = load_task(task, seed=0)
         model = load_model(target_model)
         tok = load_tokenizer(target_model)
-        tgt = ModelSpace.from_model(model, tok, name=target_model)
+        tgt = EmbeddingSpace.from_model(model, tok, name=target_model)
         val = data.validation[:val_examples]
         labels = [int(e.label) for e in val]
         score_fn = validation_scorer(model, tok, [e.text for e in val], labels, data.spec.label_words)
@@ -130,7 +131,7 @@ def transfer_command(
     else:
         if label_anchors > 0:
             raise ConfigError("--label-anchors needs --task (the label words come from the task)")
-        tgt = ModelSpace.load(target_model)
+        tgt = EmbeddingSpace.load(target_model)
     start = time.perf_counter()
     result = run_transfer(
         value,

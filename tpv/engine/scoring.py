@@ -21,12 +21,20 @@ row of a batch, one logit per class:
 Multi-token label words are scored by their **first token** (one forward pass); :func:`label_token_ids` refuses
 label words whose first tokens coincide. Ranking the label-word logits equals ranking their log-likelihoods, since
 ``log_softmax`` over the vocabulary shifts every logit of a row by the same constant.
+
+Rank classification of *candidate* prompts with a plain causal LM (no PEFT wrapper: the coefficient search's
+scorers, transfer's validation scorer and FUSE's label-word loss, all in :mod:`tpv.engine.prompt_scoring`) reads the
+same label-word logits from one primitive here, :func:`last_label_logits`, on rows that :func:`left_pad` pads on
+the left (so the last position is every row's last real token), with :func:`prefix_cache` / :func:`expand_cache` to
+compute candidate prompts' keys and values once. ``tests/test_search.py`` checks that those scorers and
+:class:`Scorer` give the same per-example class logits.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -34,7 +42,15 @@ from torch import nn
 
 from tpv.models import TaskType, unwrap_model
 
-__all__ = ["Scorer", "TaskType", "infer_kind"]
+__all__ = [
+    "Scorer",
+    "TaskType",
+    "expand_cache",
+    "infer_kind",
+    "last_label_logits",
+    "left_pad",
+    "prefix_cache",
+]
 
 
 def is_peft(model: Any) -> bool:
@@ -186,3 +202,85 @@ class Scorer(nn.Module):
         if self._softcap is None:
             return logits
         return torch.tanh(logits / self._softcap) * self._softcap
+
+
+# -- primitives for plain causal LMs with candidate prompts ----------------------------------------------------------
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Token rows padded on the left, with position ids that count real tokens only.
+
+    Args:
+        rows: ``B`` non-empty lists of token ids.
+        pad_id: the id written into padding.
+
+    Returns:
+        ``(input_ids, attention_mask, position_ids)``, each long of shape ``(B, T)`` with ``T`` the longest row;
+        a row's positions are ``0 .. len - 1`` on its real tokens and ``0`` on padding.
+    """
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # (B, T)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)  # (B, T)
+    for j, r in enumerate(rows):
+        if len(r):
+            ids[j, width - len(r) :] = torch.tensor(list(r), dtype=torch.long)
+            mask[j, width - len(r) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
+    return ids, mask, positions
+
+
+def last_label_logits(
+    model: Any,
+    label_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    *,
+    input_ids: torch.Tensor | None = None,
+    inputs_embeds: torch.Tensor | None = None,
+    cache: Any | None = None,
+) -> torch.Tensor:
+    """The label words' next-token logits at the last position of a left-padded batch (one forward pass).
+
+    Only the last position's logits are computed (``logits_to_keep=1``); with left padding that is every row's last
+    real token. Give ``input_ids`` or ``inputs_embeds`` (the embedding layer's output, e.g. a prompt spliced in).
+
+    Args:
+        model: a plain ``transformers`` causal LM.
+        label_ids: first token id of each label word, shape ``(K,)``, on the model's device.
+        attention_mask: ``(B, P + T)`` with a cache of ``P`` positions, else ``(B, T)``.
+        position_ids: ``(B, T)``.
+        input_ids: ``(B, T)`` token ids.
+        inputs_embeds: ``(B, T, d)`` input embeddings.
+        cache: keys and values of ``P`` prefix positions for every row (:func:`expand_cache`), or ``None``.
+
+    Returns:
+        Label-word logits, shape ``(B, K)``, in the model's dtype.
+    """
+    kwargs: dict[str, Any] = {"attention_mask": attention_mask, "position_ids": position_ids, "logits_to_keep": 1}
+    if cache is None:
+        kwargs["use_cache"] = False
+    else:
+        kwargs.update(use_cache=True, **cache_kwargs(model, cache))
+    if inputs_embeds is not None:
+        out = model(inputs_embeds=inputs_embeds, **kwargs)
+    else:
+        out = model(input_ids=input_ids, **kwargs)
+    return out.logits[:, -1, :].index_select(1, label_ids)  # (B, K)
+
+
+def prefix_cache(model: Any, prompts: torch.Tensor) -> Any:
+    """Keys and values of prompts alone, ``(c, P, d)`` (a prompt that comes first attends to nothing after it)."""
+    out = model(inputs_embeds=prompts, use_cache=True, logits_to_keep=1)
+    return output_cache(out)
+
+
+def expand_cache(cache: Any, repeats: int, config: Any) -> Any:
+    """A fresh ``DynamicCache`` holding each of ``c`` prefixes ``repeats`` times (rows ``j * repeats + i``)."""
+    from transformers import DynamicCache
+
+    layers = []
+    for layer in cache.layers:
+        keys = layer.keys.repeat_interleave(repeats, dim=0)  # (c * b, heads, P, head_dim)
+        values = layer.values.repeat_interleave(repeats, dim=0)  # (c * b, heads, P, head_dim)
+        layers.append((keys, values))
+    return DynamicCache(layers, config=config)

@@ -13,10 +13,13 @@ Example:
     >>> origin_g = tpv.fuse.apply(fmap, origin)  # doctest: +SKIP
     >>> tau_g = tpv.fuse.apply(fmap, tau, origin=origin)  # doctest: +SKIP
 
-Modules: :mod:`~tpv.fuse.tproduct` (the tensor algebra), :mod:`~tpv.fuse.fit` (data and solving),
-:mod:`~tpv.fuse.cache` (files), :mod:`~tpv.fuse.bridge` (gradient bridge and search), :mod:`~tpv.fuse.move`
-(soft prompts and vectors), :mod:`~tpv.fuse.errors`. Note that ``tpv.fuse.fit`` is the function; the module is
-reached as ``sys.modules["tpv.fuse.fit"]`` or with ``from tpv.fuse.fit import ...``.
+Modules: :mod:`~tpv.fuse.tproduct` (the tensor algebra), :mod:`~tpv.fuse.words` (fitting words),
+:mod:`~tpv.fuse.fit` (grouping and solving), :mod:`~tpv.fuse.maps` (the fitted map), :mod:`~tpv.fuse.cache`
+(files), :mod:`~tpv.fuse.bridge` (gradient bridge and search), :mod:`~tpv.fuse.move` (soft prompts and vectors),
+:mod:`~tpv.fuse.errors` (re-exported from :mod:`tpv.errors`). :class:`EmbeddingSpace` is
+:class:`tpv.spaces.EmbeddingSpace` and :class:`LabelWordLoss` lives in :mod:`tpv.engine.prompt_scoring`. Note
+that ``tpv.fuse.fit`` is the function; the module is reached as ``sys.modules["tpv.fuse.fit"]`` or with
+``from tpv.fuse.fit import ...``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 from tpv.fuse.bridge import (
     Alignment,
     BridgeFunction,
+    BridgeResult,
     LabelWordLoss,
     Member,
     SearchResult,
@@ -37,12 +41,16 @@ from tpv.fuse.bridge import (
 )
 from tpv.fuse.cache import cache_path, load_map, read_map_info, save_map
 from tpv.fuse.errors import FuseError, MapMismatchError, NotEnoughWordsError, SingularSystemError
-from tpv.fuse.fit import EmbeddingSpace, FuseMap, WordList, fit, fit_map, resolve_words, wordnet_words
+from tpv.fuse.fit import fit, fit_map
+from tpv.fuse.maps import FuseMap
 from tpv.fuse.move import apply, map_prompt
+from tpv.fuse.words import WordList, resolve_words, wordnet_words
+from tpv.spaces import EmbeddingSpace
 
 __all__ = [
     "Alignment",
     "BridgeFunction",
+    "BridgeResult",
     "EmbeddingSpace",
     "FuseError",
     "FuseMap",

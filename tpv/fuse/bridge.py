@@ -27,7 +27,8 @@ own tokenizer, so there is no gradient from its loss back to the source tokens. 
    the objective on every candidate; only candidates whose text re-tokenizes to the same source ids are kept.
 
 :class:`LabelWordLoss` is the objective for classification by label words (rank classification at the last
-position), used by the benchmark on Rotten Tomatoes.
+position), used by the benchmark on Rotten Tomatoes; it is defined with the other rank-classification scorers in
+:mod:`tpv.engine.prompt_scoring` and re-exported here.
 """
 
 from __future__ import annotations
@@ -40,13 +41,16 @@ from typing import Any, Protocol
 
 import torch
 
+from tpv.engine.prompt_scoring import LabelWordLoss
 from tpv.errors import ConfigError
-from tpv.fuse.fit import EmbeddingSpace, FuseMap
+from tpv.fuse.maps import FuseMap
 from tpv.fuse.tproduct import t_product, t_transpose
+from tpv.spaces import EmbeddingSpace
 
 __all__ = [
     "Alignment",
     "BridgeFunction",
+    "BridgeResult",
     "LabelWordLoss",
     "Member",
     "PromptLoss",
@@ -101,10 +105,6 @@ class Alignment:
     source_ids: tuple[int, ...]
     target_ids: tuple[int, ...]
     segments: tuple[Segment, ...]
-
-    def same_split(self) -> list[Segment]:
-        """The segments both tokenizers split into the same number of tokens."""
-        return [s for s in self.segments if s.source_len == s.target_len]
 
 
 def _token_words(text: str, offsets: Sequence[tuple[int, int]], word_of: list[int]) -> list[tuple[int, int]]:
@@ -345,159 +345,6 @@ class PromptLoss(Protocol):
         ...
 
 
-def _special_prefix(tokenizer: Any) -> list[int]:
-    with_sp = list(tokenizer("a")["input_ids"])
-    without = list(tokenizer("a", add_special_tokens=False)["input_ids"])
-    if without and with_sp[len(with_sp) - len(without) :] == without:
-        return with_sp[: len(with_sp) - len(without)]
-    return []
-
-
-class LabelWordLoss:
-    """Rank classification by label words for a decoder-only LM: ``[specials] prompt template(text)`` -> label.
-
-    The loss is the cross-entropy of the true label among the label words' logits at the last position; the
-    prediction is the label word with the highest logit. Rows are left-padded, with position ids counted from
-    each row's first real token, so padding does not shift positions.
-
-    Args:
-        model: a ``transformers`` causal LM (eval mode).
-        tokenizer: its tokenizer.
-        texts: the examples' texts.
-        labels: their class indices into ``label_words``.
-        label_words: one word per class, each a single token (e.g. ``(" negative", " positive")``).
-        template: the text after the prompt, with ``{text}``.
-        batch_size: rows per forward pass.
-    """
-
-    def __init__(
-        self,
-        model: Any,
-        tokenizer: Any,
-        texts: Sequence[str],
-        labels: Sequence[int],
-        *,
-        label_words: Sequence[str] = (" negative", " positive"),
-        template: str = "\nReview: {text}\nSentiment:",
-        batch_size: int = 16,
-    ) -> None:
-        if len(texts) != len(labels) or not texts:
-            raise ConfigError(f"texts and labels must be non-empty and of equal length, got {len(texts)}/{len(labels)}")
-        self.model = model
-        self.tokenizer = tokenizer
-        self.label_ids: list[int] = []
-        for w in label_words:
-            ids = tokenizer(w, add_special_tokens=False)["input_ids"]
-            if len(ids) != 1:
-                raise ConfigError(f"label word {w!r} is {len(ids)} tokens for this tokenizer; it must be one")
-            self.label_ids.append(int(ids[0]))
-        if any(not 0 <= int(y) < len(label_words) for y in labels):
-            raise ConfigError(f"labels must be class indices in 0 .. {len(label_words) - 1}")
-        self.labels = torch.tensor([int(y) for y in labels])  # (N,)
-        self.prefix = _special_prefix(tokenizer)
-        self.bodies = [list(tokenizer(template.format(text=t), add_special_tokens=False)["input_ids"]) for t in texts]
-        self.batch_size = batch_size
-        pad = tokenizer.pad_token_id
-        self.pad_id = int(pad if pad is not None else (tokenizer.eos_token_id or 0))
-        self.embed = model.get_input_embeddings()
-
-    def _rows(self, prompts: Sequence[Sequence[int]], example_idx: Sequence[int]) -> tuple[torch.Tensor, ...]:
-        rows = [[*self.prefix, *p, *self.bodies[i]] for p in prompts for i in example_idx]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)  # (B, T)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)  # (B, T)
-        for j, r in enumerate(rows):
-            ids[j, width - len(r) :] = torch.tensor(r)
-            mask[j, width - len(r) :] = 1
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
-        return ids, mask, pos
-
-    def _label_logits(
-        self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, embeds: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        dev = self.embed.weight.device
-        kwargs: dict[str, Any] = {"attention_mask": mask.to(dev), "position_ids": pos.to(dev), "logits_to_keep": 1}
-        if embeds is None:
-            out = self.model(input_ids=ids.to(dev), **kwargs)
-        else:
-            out = self.model(inputs_embeds=embeds, **kwargs)
-        return out.logits[:, -1, self.label_ids].float()  # (B, L)
-
-    def _embeds_logits(self, prompt_embeds: torch.Tensor, idx: Sequence[int]) -> torch.Tensor:
-        """Label-word logits ``(len(idx), L)`` of examples ``idx`` with prompt embeddings ``(P, d)`` spliced in."""
-        p_len = prompt_embeds.shape[0]
-        ids, mask, pos = self._rows([[self.pad_id] * p_len], idx)  # placeholder prompt ids
-        base = self.embed(ids.to(self.embed.weight.device)).detach()  # (B, T, d)
-        where = torch.full(ids.shape, -1, dtype=torch.long)  # (B, T): prompt row index or -1
-        for j, i in enumerate(idx):
-            a = ids.shape[1] - (len(self.prefix) + p_len + len(self.bodies[i])) + len(self.prefix)
-            where[j, a : a + p_len] = torch.arange(p_len)
-        gathered = prompt_embeds.to(base.dtype)[where.clamp(min=0).to(base.device)]  # (B, T, d)
-        embeds = torch.where((where >= 0).to(base.device)[..., None], gathered, base)  # (B, T, d)
-        return self._label_logits(ids, mask, pos, embeds)  # (B, L)
-
-    def loss_from_embeds(self, prompt_embeds: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over all examples; differentiable in ``prompt_embeds`` ``(P, d)``."""
-        total = prompt_embeds.new_zeros(())
-        n = len(self.bodies)
-        for start in range(0, n, self.batch_size):
-            idx = list(range(start, min(n, start + self.batch_size)))
-            logits = self._embeds_logits(prompt_embeds, idx)  # (B, L)
-            labels = self.labels[idx].to(logits.device)
-            total = total + torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
-        return total / n
-
-    @torch.no_grad()
-    def accuracy_from_embeds(self, prompt_embeds: torch.Tensor) -> float:
-        """Accuracy with a soft prompt ``(P, d)`` (as the embedding layer outputs them) prepended."""
-        n = len(self.bodies)
-        correct = 0
-        for start in range(0, n, self.batch_size):
-            idx = list(range(start, min(n, start + self.batch_size)))
-            preds = self._embeds_logits(prompt_embeds, idx).argmax(-1).cpu()
-            correct += int((preds == self.labels[idx]).sum())
-        return correct / n
-
-    @torch.no_grad()
-    def losses(self, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Mean cross-entropy of each prompt (token ids), shape ``(C,)``."""
-        n = len(self.bodies)
-        per = max(1, self.batch_size // n) if n < self.batch_size else 1
-        out = []
-        for c0 in range(0, len(prompts), per):
-            chunk = prompts[c0 : c0 + per]
-            if n <= self.batch_size:
-                ids, mask, pos = self._rows(chunk, range(n))
-                logits = self._label_logits(ids, mask, pos)  # (len(chunk) * n, L)
-                ce = torch.nn.functional.cross_entropy(logits, self.labels.repeat(len(chunk)), reduction="none")
-                out.append(ce.view(len(chunk), n).mean(1).cpu())
-            else:
-                for p in chunk:
-                    ce_sum = 0.0
-                    for s in range(0, n, self.batch_size):
-                        idx = list(range(s, min(n, s + self.batch_size)))
-                        ids, mask, pos = self._rows([p], idx)
-                        logits = self._label_logits(ids, mask, pos)
-                        ce_sum += float(torch.nn.functional.cross_entropy(logits, self.labels[idx], reduction="sum"))
-                    out.append(torch.tensor([ce_sum / n]))
-        return torch.cat(out)
-
-    @torch.no_grad()
-    def predict(self, prompt: Sequence[int]) -> list[int]:
-        """Predicted class of every example under one prompt (token ids)."""
-        preds: list[int] = []
-        n = len(self.bodies)
-        for s in range(0, n, self.batch_size):
-            ids, mask, pos = self._rows([prompt], range(s, min(n, s + self.batch_size)))
-            preds.extend(self._label_logits(ids, mask, pos).argmax(-1).tolist())
-        return preds
-
-    def accuracy(self, prompt: Sequence[int]) -> float:
-        """Accuracy of one prompt (token ids) over the examples."""
-        preds = self.predict(prompt)
-        return sum(int(p == int(y)) for p, y in zip(preds, self.labels)) / len(preds)
-
-
 # -- the search ---------------------------------------------------------------------------------------------------
 
 
@@ -522,7 +369,7 @@ class Member:
 
 
 @dataclass
-class SearchResult:
+class BridgeResult:
     """What :func:`optimize_prompt` found.
 
     Attributes:
@@ -541,6 +388,10 @@ class SearchResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
+
+SearchResult = BridgeResult
+"""The former name of :class:`BridgeResult` (kept for compatibility; :class:`tpv.search.SearchResult` is the
+coefficient search's result)."""
 
 _WORD_START = re.compile(r"^ [A-Za-z]{2,}$")
 _BARE_WORD = re.compile(r"^[A-Za-z]{2,}$")
@@ -634,7 +485,7 @@ def optimize_prompt(
     allowed: torch.Tensor | None = None,
     seed: int = 0,
     on_step: Callable[[dict[str, Any]], None] | None = None,
-) -> SearchResult:
+) -> BridgeResult:
     """Optimize one discrete prompt (in the source vocabulary) against a weighted sum of several models' losses.
 
     Each step, for every prompt in the beam: the objective's gradient in the source space
@@ -657,7 +508,7 @@ def optimize_prompt(
         on_step: called with each step's record (progress reporting; the library never prints).
 
     Returns:
-        The :class:`SearchResult`.
+        The :class:`BridgeResult`.
 
     Raises:
         ConfigError: no members, a member whose map does not start from ``source``, bad options, or an ``init``
@@ -728,7 +579,7 @@ def optimize_prompt(
         if on_step is not None:
             on_step(record)
     text = source.tokenizer.decode(best[1])
-    return SearchResult(
+    return BridgeResult(
         ids=list(best[1]),
         text=text,
         objective=best[0],

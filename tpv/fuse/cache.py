@@ -40,7 +40,7 @@ import torch
 
 from tpv._fs import atomic_write_bytes, atomic_write_text, check_output, open_regular
 from tpv.errors import FormatError
-from tpv.fuse.fit import FuseMap
+from tpv.fuse.maps import FuseMap
 
 __all__ = [
     "FORMAT_VERSION",

@@ -1,6 +1,6 @@
-"""Errors raised by :mod:`tpv.fuse`; all derive from :class:`tpv.TPVError`.
+"""Errors raised by :mod:`tpv.fuse`, re-exported from :mod:`tpv.errors` where they are defined.
 
-The hierarchy::
+The hierarchy (see :mod:`tpv.errors` for the whole tree)::
 
     TPVError
     └── FuseError                    base of everything tpv.fuse raises on purpose
@@ -11,22 +11,6 @@ The hierarchy::
 
 from __future__ import annotations
 
-from tpv.errors import ModelError, TPVError
+from tpv.errors import FuseError, MapMismatchError, NotEnoughWordsError, SingularSystemError
 
 __all__ = ["FuseError", "MapMismatchError", "NotEnoughWordsError", "SingularSystemError"]
-
-
-class FuseError(TPVError):
-    """Base class of the errors raised by :mod:`tpv.fuse`."""
-
-
-class NotEnoughWordsError(FuseError, ValueError):
-    """Some k (number of target subtokens) has fewer fitting words than ``min_words``."""
-
-
-class SingularSystemError(FuseError, ValueError):
-    """A map cannot be solved: the source side holds no information (all-zero or non-finite embeddings)."""
-
-
-class MapMismatchError(FuseError, ModelError):
-    """A fitted map (from the cache or a file) was fitted for other models, tokenizers or settings."""

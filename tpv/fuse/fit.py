@@ -41,6 +41,11 @@ with ``X_target``. For a face of full column rank this is ``(X^H X)^-1 X^H Y``, 
 eigen-decomposition of the ``d_s x d_s`` Gram matrix (``n d_s^2`` work instead of an SVD of the ``n x d_s``
 face, and never forming the ``(d_s, n, k)`` pseudo-inverse).
 
+Modules
+-------
+The word lists are read by :mod:`tpv.fuse.words`, the fitted :class:`FuseMap` is defined in :mod:`tpv.fuse.maps`
+(both re-exported here); this module groups, stacks and solves.
+
 Bad input and fallbacks
 -----------------------
 * **Too few words** for some ``k`` (fewer than ``min_words``): :class:`~tpv.fuse.NotEnoughWordsError` listing the
@@ -57,25 +62,20 @@ Bad input and fallbacks
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import random
-import re
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from tpv._tensor import content_hash
-from tpv.errors import ConfigError
-from tpv.fuse.errors import MapMismatchError, NotEnoughWordsError, SingularSystemError
-from tpv.fuse.tproduct import t_product
-from tpv.tasks.offline import WORDNET_DIRS, find_wordnet_dir
+from tpv.errors import ConfigError, NotEnoughWordsError, SingularSystemError
+from tpv.fuse.maps import FuseMap
+from tpv.fuse.words import WordList, read_word_list, resolve_words, wordnet_words
+from tpv.spaces import EmbeddingSpace, as_space
 
 if TYPE_CHECKING:
     from tpv.fuse.cache import CacheOption
@@ -99,194 +99,6 @@ __all__ = [
 
 DEFAULT_MAX_SUBTOKENS = 4
 FewWords = Literal["error", "positionwise"]
-DICT_WORDS = "/usr/share/dict/words"
-_WORD = re.compile(r"^[a-z]+(?:['-][a-z]+)*$")
-_FINGERPRINT_ROWS = 4096
-
-
-# -- word lists ---------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WordList:
-    """Words to fit on, with where they came from.
-
-    Attributes:
-        words: distinct words, sorted.
-        source: human-readable provenance (recorded in every fitted map).
-    """
-
-    words: tuple[str, ...]
-    source: str
-
-    @property
-    def sha256(self) -> str:
-        """Hash of the words (first 16 hex digits), part of the cache key."""
-        return hashlib.sha256("\n".join(self.words).encode("utf-8")).hexdigest()[:16]
-
-
-def wordnet_words(folder: str | os.PathLike[str] | None = None) -> WordList:
-    """The single-word lemmas of WordNet 3.0 (all four parts of speech).
-
-    Args:
-        folder: the WordNet database folder; default ``$WNSEARCHDIR`` or ``/usr/share/wordnet``.
-
-    Returns:
-        Lower-case lemmas made of letters with inner hyphens or apostrophes (multi-word lemmas, numbers and
-        abbreviations with dots are left out), sorted.
-
-    Raises:
-        ConfigError: WordNet is not installed (the message holds the install command).
-    """
-    where = Path(folder) if folder is not None else find_wordnet_dir()
-    if where is None or not Path(where, "index.noun").is_file():
-        raise ConfigError(
-            f"no WordNet database found (looked in {folder or ', '.join(['$WNSEARCHDIR', *WORDNET_DIRS])}). "
-            "Fix: sudo apt-get install wordnet-base, or pass words='dict' or a word-list file"
-        )
-    words: set[str] = set()
-    for pos in ("noun", "verb", "adj", "adv"):
-        with open(Path(where, f"index.{pos}"), encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith(" "):  # the licence header
-                    continue
-                lemma = line.split(" ", 1)[0]
-                if _WORD.match(lemma):
-                    words.add(lemma)
-    return WordList(tuple(sorted(words)), f"WordNet 3.0 lemmas ({where}/index.*, Princeton University)")
-
-
-def read_word_list(path: str | os.PathLike[str]) -> WordList:
-    """Words from a text file, one a line (blank lines and lines with spaces skipped).
-
-    Raises:
-        ConfigError: the file does not exist or holds no word.
-    """
-    p = Path(path)
-    if not p.is_file():
-        hint = " Fix: sudo apt-get install wamerican" if str(p) == DICT_WORDS else ""
-        raise ConfigError(f"word list {str(p)!r} does not exist.{hint}")
-    words = {w.strip() for w in p.read_text(encoding="utf-8", errors="replace").splitlines()}
-    words = {w for w in words if w and not any(c.isspace() for c in w)}
-    if not words:
-        raise ConfigError(f"word list {str(p)!r} holds no word (one word a line expected)")
-    return WordList(tuple(sorted(words)), f"word list {p}")
-
-
-def resolve_words(words: str | os.PathLike[str] | Sequence[str] | WordList) -> WordList:
-    """Turn a ``words=`` option into a :class:`WordList`.
-
-    Args:
-        words: ``"wordnet"``, ``"dict"`` (``/usr/share/dict/words``), a path to a one-word-a-line file, a
-            sequence of words, or a :class:`WordList`.
-
-    Returns:
-        The word list.
-
-    Raises:
-        ConfigError: unknown source, missing file, or no words.
-    """
-    if isinstance(words, WordList):
-        return words
-    if isinstance(words, str) and words == "wordnet":
-        return wordnet_words()
-    if isinstance(words, str) and words == "dict":
-        return read_word_list(DICT_WORDS)
-    if isinstance(words, str | os.PathLike):
-        return read_word_list(words)
-    if isinstance(words, Sequence):
-        items = sorted({w for w in words if isinstance(w, str) and w.strip()})
-        if not items:
-            raise ConfigError("words= holds no word")
-        return WordList(tuple(items), f"given list of {len(items)} words")
-    raise ConfigError(f"words must be 'wordnet', 'dict', a path or a list of words, got {type(words).__name__}")
-
-
-# -- model embedding spaces ---------------------------------------------------------------------------------------
-
-
-def _tokenizer_hash(tokenizer: Any) -> str:
-    vocab = tokenizer.get_vocab()
-    payload = json.dumps(sorted(vocab.items()), ensure_ascii=False, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(f"{type(tokenizer).__name__}|{payload}".encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True, eq=False)
-class EmbeddingSpace:
-    """A model's token space: its id, its tokenizer and the input embedding matrix it feeds its first layer.
-
-    Attributes:
-        name: model id recorded in maps (a tpv packaged name such as ``smollm2-135m``, a folder, a hub id).
-        tokenizer: a fast ``transformers`` tokenizer (offsets are needed by the bridge).
-        embeddings: float tensor of shape ``(vocab_rows, dim)``.
-    """
-
-    name: str
-    tokenizer: Any
-    embeddings: torch.Tensor
-    _fingerprint: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigError(f"an embedding space needs a non-empty model name, got {self.name!r}")
-        e = self.embeddings
-        if not isinstance(e, torch.Tensor) or e.ndim != 2 or not e.is_floating_point():
-            shape = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
-            raise ConfigError(f"embeddings of {self.name!r} must be a float tensor (vocab, dim), got {shape}")
-        if not callable(getattr(self.tokenizer, "get_vocab", None)):
-            raise ConfigError(f"the tokenizer of {self.name!r} must be a transformers tokenizer (get_vocab missing)")
-
-    @classmethod
-    def from_name(cls, name: str) -> EmbeddingSpace:
-        """Load a model's tokenizer and input embeddings by tpv name, folder or hub id (see :mod:`tpv.models`)."""
-        from tpv.models import load_embeddings, load_tokenizer
-
-        return cls(name, load_tokenizer(name), load_embeddings(name))
-
-    @classmethod
-    def from_model(cls, model: Any, tokenizer: Any, *, name: str | None = None) -> EmbeddingSpace:
-        """Wrap a loaded model and its tokenizer (the embeddings as the model feeds them, Gemma's scale applied).
-
-        Args:
-            model: a ``transformers`` model (or PEFT model).
-            tokenizer: its tokenizer.
-            name: id to record; default :func:`tpv.models.model_name`.
-        """
-        from tpv.models import input_embeddings, model_name
-
-        return cls(name or model_name(model), tokenizer, input_embeddings(model))
-
-    @property
-    def dim(self) -> int:
-        """Embedding width."""
-        return int(self.embeddings.shape[1])
-
-    def fingerprint(self) -> dict[str, Any]:
-        """What identifies this space in a fitted map: name, tokenizer hash and size, embedding shape and hash.
-
-        The embedding hash covers 4,096 rows spread evenly over the matrix (hashing all of Gemma's 262k x 640
-        matrix would cost seconds on every cache lookup).
-        """
-        if not self._fingerprint:
-            rows = self.embeddings.shape[0]
-            idx = torch.linspace(0, rows - 1, min(rows, _FINGERPRINT_ROWS)).round().long()
-            fp = {
-                "model": self.name,
-                "tokenizer_sha256": _tokenizer_hash(self.tokenizer),
-                "vocab_size": len(self.tokenizer),
-                "embedding_shape": [int(rows), self.dim],
-                "embedding_sha256": content_hash(self.embeddings[idx].float()),
-            }
-            self._fingerprint.update(fp)
-        return dict(self._fingerprint)
-
-
-def _space(x: str | EmbeddingSpace, what: str) -> EmbeddingSpace:
-    if isinstance(x, EmbeddingSpace):
-        return x
-    if isinstance(x, str):
-        return EmbeddingSpace.from_name(x)
-    raise ConfigError(f"{what} must be a model name or a tpv.fuse.EmbeddingSpace, got {type(x).__name__}")
 
 
 # -- grouping and stacking ----------------------------------------------------------------------------------------
@@ -455,135 +267,10 @@ def solve_map(
     return g, solver
 
 
-# -- the fitted map -----------------------------------------------------------------------------------------------
-
-
 def _library_version() -> str:
     from tpv._version import __version__
 
     return __version__
-
-
-@dataclass(frozen=True, eq=False)
-class FuseMap:
-    """Fitted FUSE maps from a source model's embedding space to a target model's, one per word length.
-
-    Attributes:
-        maps: ``{k: G_k}``, each float32 of shape ``(d_s, d_t, k)``, for ``k = 1 .. max_subtokens``.
-        source: fingerprint of the source space (:meth:`EmbeddingSpace.fingerprint`).
-        target: fingerprint of the target space.
-        word_source: where the fitting words came from.
-        words_per_k: number of fitting words per ``k``.
-        solvers: ``"pinv"``, ``"ridge(<lambda>)"`` or ``"positionwise(G_1)"`` per ``k``.
-        settings: the fit's options (max_subtokens, min_words, max_words_per_k, seed, rcond, ridge,
-            ridge_fallback, few_words, word_prefix, words_sha256).
-        fit_seconds: wall time of the fit (tokenizing, stacking, solving).
-        created: UTC time of the fit, ISO 8601.
-        library_version: the tpv version that fitted it.
-    """
-
-    maps: Mapping[int, torch.Tensor]
-    source: Mapping[str, Any]
-    target: Mapping[str, Any]
-    word_source: str
-    words_per_k: Mapping[int, int]
-    solvers: Mapping[int, str]
-    settings: Mapping[str, Any]
-    fit_seconds: float = 0.0
-    created: str = ""
-    library_version: str = ""
-
-    def __post_init__(self) -> None:
-        ks = sorted(self.maps)
-        if not ks or ks != list(range(1, len(ks) + 1)):
-            raise ConfigError(f"a FuseMap needs maps for k = 1 .. K, got k = {ks}")
-        d = None
-        for k in ks:
-            g = self.maps[k]
-            if g.ndim != 3 or g.shape[2] != k or (d is not None and tuple(g.shape[:2]) != d):
-                raise ConfigError(f"map G_{k} must have shape (d_s, d_t, {k}), got {tuple(g.shape)}")
-            d = tuple(g.shape[:2])
-
-    @property
-    def max_subtokens(self) -> int:
-        """``K``: the longest word (in target subtokens) a map exists for."""
-        return max(self.maps)
-
-    @property
-    def source_dim(self) -> int:
-        """Source embedding width ``d_s``."""
-        return int(self.maps[1].shape[0])
-
-    @property
-    def target_dim(self) -> int:
-        """Target embedding width ``d_t``."""
-        return int(self.maps[1].shape[1])
-
-    @property
-    def source_model(self) -> str:
-        """Source model id."""
-        return str(self.source.get("model", "unknown"))
-
-    @property
-    def target_model(self) -> str:
-        """Target model id."""
-        return str(self.target.get("model", "unknown"))
-
-    def describe(self) -> str:
-        """One line: direction, widths, K and words."""
-        counts = ", ".join(f"k={k}: {n}" for k, n in sorted(self.words_per_k.items()))
-        return (
-            f"FUSE map {self.source_model} ({self.source_dim}) -> {self.target_model} ({self.target_dim}), "
-            f"K={self.max_subtokens}, words {counts}"
-        )
-
-    def __repr__(self) -> str:
-        return f"<{self.describe()}>"
-
-    def map_words(self, x: torch.Tensor) -> torch.Tensor:
-        """Map source words of ``k`` subtokens to the target space: ``x *_t G_k``.
-
-        Args:
-            x: ``(n, d_s, k)``, each word stacked and padded as in the fit (zeros after its source subtokens).
-
-        Returns:
-            ``(n, d_t, k)`` in the dtype of ``x``.
-
-        Raises:
-            ConfigError: wrong width, or ``k`` outside ``1 .. K``.
-        """
-        if x.ndim != 3 or x.shape[1] != self.source_dim:
-            raise ConfigError(f"map_words needs (n, {self.source_dim}, k), got {tuple(x.shape)}")
-        k = int(x.shape[2])
-        if k not in self.maps:
-            raise ConfigError(f"no map for words of {k} subtokens: this map has k = 1 .. {self.max_subtokens}")
-        return t_product(x, self.maps[k].to(x.dtype))
-
-    def check(self, source: EmbeddingSpace | Mapping[str, Any], target: EmbeddingSpace | Mapping[str, Any]) -> None:
-        """Raise unless this map was fitted for exactly these source and target spaces.
-
-        Args:
-            source: the source space or its fingerprint.
-            target: the target space or its fingerprint.
-
-        Raises:
-            MapMismatchError: naming each differing field (model, tokenizer hash, vocab size, embeddings).
-        """
-        problems: list[str] = []
-        for side, mine, given in (("source", self.source, source), ("target", self.target, target)):
-            fp = given.fingerprint() if isinstance(given, EmbeddingSpace) else dict(given)
-            for key in ("model", "tokenizer_sha256", "vocab_size", "embedding_shape", "embedding_sha256"):
-                if key in fp and key in mine and _norm(fp[key]) != _norm(mine[key]):
-                    problems.append(f"{side} {key}: map has {mine[key]!r}, given {fp[key]!r}")
-        if problems:
-            raise MapMismatchError(
-                f"{self.describe()} does not match the models given: " + "; ".join(problems) + ". Fix: fit a map "
-                "for these models (tpv.fuse.fit(source, target, refit=True), or `tpv fuse fit --refit`)"
-            )
-
-
-def _norm(v: Any) -> Any:
-    return list(v) if isinstance(v, tuple | list) else v
 
 
 def fit_map(
@@ -762,8 +449,8 @@ def fit(
     from tpv.fuse.cache import cache_path, load_map, save_map
 
     _check_options(max_subtokens, min_words, max_words_per_k, few_words, rcond, ridge, ridge_fallback)
-    src = _space(source, "source")
-    tgt = _space(target, "target")
+    src = as_space(source, "source", cached=False)
+    tgt = as_space(target, "target", cached=False)
     if src.name == tgt.name and src.fingerprint() == tgt.fingerprint():
         raise ConfigError(f"source and target are the same model ({src.name!r}): no map is needed")
     options: dict[str, Any] = {

@@ -19,7 +19,7 @@ import torch
 
 from tpv._tensor import check_prompt_tensor
 from tpv.errors import ConfigError, IncompatibleVectorsError
-from tpv.fuse.fit import FuseMap
+from tpv.fuse.maps import FuseMap
 from tpv.origin import Origin
 from tpv.vector import TaskPromptVector
 

@@ -8,7 +8,9 @@ space, width and tokenizer, without training on the target:
 * :mod:`tpv.transfer.search`: the target search that finds target rows with the same relative code (PTfer,
   Wu, Wu, Mou, ICLR 2024), optionally choosing its candidate on target validation data;
 * :mod:`tpv.transfer.linear`: the least-squares / orthogonal-Procrustes baseline fitted on the anchors;
-* :func:`transfer` / :func:`run_transfer`: the entry point (prompts, origins and vectors; multi-source).
+* :func:`transfer` / :func:`run_transfer`: the entry point (prompts, origins and vectors; multi-source), returning
+  a :class:`TransferResult` (:mod:`tpv.transfer.result`). ``ModelSpace`` is :class:`tpv.spaces.EmbeddingSpace` and
+  ``AnchorError`` is defined in :mod:`tpv.errors`.
 
 The package itself is callable: ``tpv.transfer(prompt, source_model=..., target_model=...)`` is
 :func:`tpv.transfer.transfer`, whichever of ``tpv.transfer`` (the package) or the function a caller reaches. This
@@ -41,12 +43,13 @@ from tpv.transfer.api import (
 )
 from tpv.transfer.linear import LinearMap, fit_linear_map
 from tpv.transfer.relative import PROJECTIONS, encode, keep_top_k, register_projection
-from tpv.transfer.search import SearchConfig, SearchResult, search_target_prompt
+from tpv.transfer.search import CodeSearchResult, SearchConfig, SearchResult, search_target_prompt
 
 __all__ = [
     "METHODS",
     "PROJECTIONS",
     "AnchorError",
+    "CodeSearchResult",
     "LinearMap",
     "Method",
     "ModelSpace",

@@ -36,13 +36,13 @@ Example:
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import torch
 
-from tpv.errors import ConfigError, ModelError
+from tpv.errors import AnchorError, ConfigError, ModelError
 
 __all__ = [
     "DEFAULT_MIN_ANCHORS",
@@ -65,13 +65,6 @@ DEFAULT_MIN_ANCHORS = 32
 _BPE_MARK = "Ġ"
 _SP_MARK = "▁"
 _WP_MARK = "##"
-
-
-class AnchorError(ModelError):
-    """Two (or more) tokenizers share too few anchors, or a requested anchor word is not shared.
-
-    A :class:`~tpv.errors.ModelError` (the models do not fit each other), so ``except tpv.TPVError`` catches it.
-    """
 
 
 def detect_style(vocab: Iterable[str]) -> TokenizerStyle:
@@ -422,8 +415,3 @@ def count_shared_anchors(tok_a: Any, tok_b: Any, *, alpha_only: bool = True, min
         The number of shared anchors (never raises for too few).
     """
     return len(find_shared_anchors(tok_a, tok_b, min_anchors=0, alpha_only=alpha_only, min_length=min_length))
-
-
-def anchor_words_of(label_words: Sequence[str]) -> tuple[str, ...]:
-    """A task's label words as anchor words (surrounding spaces stripped), e.g. ``(" negative",) -> ("negative",)``."""
-    return tuple(_clean_word(w) for w in label_words)

@@ -35,11 +35,8 @@ Example:
 
 from __future__ import annotations
 
-import functools
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any, Literal, get_args
 
 import torch
@@ -47,10 +44,12 @@ import torch
 from tpv._tensor import check_prompt_tensor
 from tpv.errors import ConfigError, ModelError
 from tpv.origin import Origin
+from tpv.spaces import EmbeddingSpace, as_space
 from tpv.transfer.anchors import SharedAnchors, find_shared_anchors
 from tpv.transfer.linear import LinearMap, fit_linear_map
-from tpv.transfer.search import Match, ScoreFn, SearchConfig, SearchResult, make_match, search_target_prompt
-from tpv.vector import UNKNOWN_MODEL, TaskPromptVector
+from tpv.transfer.result import Source, Transferable, TransferResult
+from tpv.transfer.search import CodeSearchResult, Match, ScoreFn, SearchConfig, make_match, search_target_prompt
+from tpv.vector import TaskPromptVector
 
 __all__ = [
     "METHODS",
@@ -68,227 +67,13 @@ Method = Literal["relative", "linear", "procrustes"]
 METHODS: tuple[str, ...] = get_args(Method)
 VectorMode = Literal["prompts", "difference"]
 VECTOR_MODES: tuple[str, ...] = get_args(VectorMode)
-Transferable = torch.Tensor | TaskPromptVector | Origin
 
 
-@dataclass(frozen=True, eq=False)
-class ModelSpace:
-    """What transfer needs of a model: its name, its input embeddings (as fed) and its tokenizer.
-
-    Attributes:
-        name: the model id recorded in results (a packaged name such as ``smollm2-135m``, a path or a Hub id).
-        embeddings: the input embedding matrix as the model feeds it (Gemma's ``sqrt(hidden)`` scale applied),
-            shape ``(vocab, dim)``, float32.
-        tokenizer: the model's tokenizer.
-    """
-
-    name: str
-    embeddings: torch.Tensor
-    tokenizer: Any = field(repr=False)
-
-    @property
-    def dim(self) -> int:
-        """The embedding width (a prompt row's width)."""
-        return int(self.embeddings.shape[1])
-
-    @functools.cached_property
-    def stats(self) -> tuple[float, float]:
-        """``(mean, std)`` of all entries of the embedding matrix (PTfer's standardization target)."""
-        e = self.embeddings.double()
-        return float(e.mean()), float(e.std())
-
-    @functools.cached_property
-    def mean_norm(self) -> float:
-        """Mean row norm of the embedding matrix."""
-        return float(self.embeddings.double().norm(dim=1).mean())
-
-    @classmethod
-    def from_model(cls, model: Any, tokenizer: Any, *, name: str | None = None) -> ModelSpace:
-        """Take the space of a loaded ``transformers`` model (or a PEFT model wrapping one).
-
-        Args:
-            model: the model.
-            tokenizer: its tokenizer.
-            name: id to record; default :func:`tpv.models.model_name`.
-        """
-        from tpv.models import input_embeddings, model_name
-
-        return cls(name=name or model_name(model), embeddings=input_embeddings(model), tokenizer=tokenizer)
-
-    @classmethod
-    def load(cls, name: str) -> ModelSpace:
-        """Load a model's space by tpv name, folder or Hub id (cached per process).
-
-        Raises:
-            ModelError: unknown name or missing package (the message holds the install command).
-        """
-        return _load_space(name)
-
-
-@functools.lru_cache(maxsize=4)
-def _load_space(name: str) -> ModelSpace:
-    from tpv.models import input_embeddings, load_model, load_tokenizer
-
-    model = load_model(name)
-    try:
-        emb = input_embeddings(model)
-    finally:
-        del model
-    return ModelSpace(name=name, embeddings=emb, tokenizer=load_tokenizer(name))
-
-
-@dataclass(frozen=True)
-class Source:
-    """One more source for multi-source transfer: a prompt (or vector with its origin) and its model.
-
-    Attributes:
-        prompt: a prompt ``(rows, dim)``, or a vector (then ``origin`` is needed: the prompt is ``origin + vector``).
-        model: the model it was tuned on (a name or a :class:`ModelSpace`).
-        origin: the vector's origin.
-    """
-
-    prompt: torch.Tensor | TaskPromptVector
-    model: str | ModelSpace
-    origin: Origin | None = None
-
-
-@dataclass(frozen=True, eq=False)
-class TransferResult:
-    """Everything a transfer produced.
-
-    Attributes:
-        value: the transferred prompt tensor ``(rows, target_dim)``, :class:`~tpv.Origin` or
-            :class:`~tpv.TaskPromptVector`.
-        origin: for a vector, the target origin it applies to (``value.apply_to(origin)`` is the prompt).
-        provenance: JSON-serializable record of the source, method, anchors and search; written to files.
-        anchors: the anchors of the (first) source/target pair.
-        search: the relative search of the (tuned) prompt, or ``None`` for the linear maps.
-        linear_map: the fitted map, or ``None`` for ``relative``.
-    """
-
-    value: Transferable
-    origin: Origin | None
-    provenance: dict[str, Any]
-    anchors: SharedAnchors
-    search: SearchResult | None = None
-    linear_map: LinearMap | None = None
-
-    @property
-    def prompt(self) -> torch.Tensor:
-        """The target prompt: the tensor, the origin's values, or ``origin + vector``, shape ``(rows, dim)``."""
-        if isinstance(self.value, TaskPromptVector):
-            assert self.origin is not None
-            return self.value.apply_to(self.origin).float()
-        if isinstance(self.value, Origin):
-            return self.value.tensor
-        return self.value.clone()
-
-    def as_origin(self) -> Origin:
-        """A prompt tensor result as an :class:`~tpv.Origin` of init ``"tensor"`` (the tpv file form of a prompt)."""
-        if isinstance(self.value, Origin):
-            return self.value
-        if isinstance(self.value, TaskPromptVector):
-            raise ConfigError("this result is a vector: its origin is .origin, its prompt .prompt")
-        return Origin(
-            self.value,
-            init="tensor",
-            params={"transferred_prompt": True},
-            base_model=str(self.provenance.get("target_model", UNKNOWN_MODEL)),
-        )
-
-    def save(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        origin_path: str | os.PathLike[str] | None = None,
-        overwrite: bool = False,
-    ) -> list[Path]:
-        """Write the result as tpv file(s), the provenance under ``tpv.provenance``, atomically.
-
-        A vector is written to ``path`` and its target origin to ``origin_path`` (default: ``<stem>.origin.safetensors``
-        beside it); an origin to ``path``; a prompt tensor to ``path`` as an origin-kind file (init ``"tensor"``).
-
-        Args:
-            path: the output file.
-            origin_path: where a vector's origin goes.
-            overwrite: replace existing files (without it, an existing output is refused before anything is written).
-
-        Returns:
-            The paths written.
-        """
-        from tpv._fs import check_output
-        from tpv.files import save
-
-        p = Path(path)
-        record = _file_provenance(self.provenance)
-        if isinstance(self.value, TaskPromptVector):
-            assert self.origin is not None
-            o_path = Path(origin_path) if origin_path is not None else p.with_name(_stem(p) + ".origin.safetensors")
-            check_output(p, overwrite=overwrite)
-            check_output(o_path, overwrite=overwrite, inputs=[p])
-            return [
-                save(self.value, p, provenance=record, overwrite=overwrite),
-                save(self.origin, o_path, provenance=record, overwrite=overwrite),
-            ]
-        return [save(self.as_origin(), p, provenance=record, overwrite=overwrite)]
-
-    def save_adapter(self, out_dir: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-        """Write a PEFT prompt-tuning adapter for the target model, with the provenance recorded.
-
-        The folder gets PEFT's two files, ``origin.safetensors`` (and ``tpv_vector.safetensors`` for a vector) with
-        ``tpv.provenance`` in their metadata, and ``tpv_transfer.json`` with the full record (search trace included).
-
-        Returns:
-            The folder.
-        """
-        import json
-
-        from tpv._fs import atomic_write_text
-        from tpv.adapters import ORIGIN_FILE, VECTOR_FILE, save_adapter
-        from tpv.files import save
-
-        target = str(self.provenance.get("target_model", UNKNOWN_MODEL))
-        base = None if target == UNKNOWN_MODEL else target
-        record = _file_provenance(self.provenance)
-        if isinstance(self.value, TaskPromptVector):
-            assert self.origin is not None
-            out = save_adapter(self.value, out_dir, origin=self.origin, base_model=base, overwrite=overwrite)
-            save(self.origin, out / ORIGIN_FILE, provenance=record, overwrite=True)
-            save(self.value, out / VECTOR_FILE, provenance=record, overwrite=True)
-        else:
-            origin = self.as_origin()
-            out = save_adapter(origin, out_dir, base_model=base, overwrite=overwrite)
-            save(origin, out / ORIGIN_FILE, provenance=record, overwrite=True)
-        atomic_write_text(out / "tpv_transfer.json", json.dumps(self.provenance, indent=2, sort_keys=True) + "\n")
-        return out
-
-
-def _stem(p: Path) -> str:
-    name = p.name
-    return name[: -len(".safetensors")] if name.endswith(".safetensors") else p.stem
-
-
-def _file_provenance(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The provenance without the search trace (file metadata stays small)."""
-    out = dict(record)
-    search = out.get("search")
-    if isinstance(search, dict):
-        out["search"] = {k: v for k, v in search.items() if k != "history"}
-    return out
+ModelSpace = EmbeddingSpace
+"""What transfer needs of a model (its name, input embeddings and tokenizer): :class:`tpv.spaces.EmbeddingSpace`."""
 
 
 # -- resolving inputs ---------------------------------------------------------------------------------------------
-
-
-def _space(model: str | ModelSpace, role: str) -> ModelSpace:
-    if isinstance(model, ModelSpace):
-        return model
-    if isinstance(model, str):
-        return ModelSpace.load(model)
-    raise ConfigError(
-        f"{role} must be a model name (e.g. 'smollm2-135m') or a tpv.transfer.ModelSpace; got "
-        f"{type(model).__name__}. For a loaded model use ModelSpace.from_model(model, tokenizer)"
-    )
 
 
 def _packaged_names() -> tuple[str, ...]:
@@ -297,7 +82,7 @@ def _packaged_names() -> tuple[str, ...]:
     return tuple(PACKAGED)
 
 
-def _check_recorded_model(recorded: str, space: ModelSpace, what: str) -> None:
+def _check_recorded_model(recorded: str, space: EmbeddingSpace, what: str) -> None:
     names = _packaged_names()
     if recorded in names and space.name in names and recorded != space.name:
         raise ModelError(
@@ -306,7 +91,7 @@ def _check_recorded_model(recorded: str, space: ModelSpace, what: str) -> None:
         )
 
 
-def _check_width(prompt: torch.Tensor, space: ModelSpace, what: str) -> torch.Tensor:
+def _check_width(prompt: torch.Tensor, space: EmbeddingSpace, what: str) -> torch.Tensor:
     t = check_prompt_tensor(prompt, what=what)
     if int(t.shape[1]) != space.dim:
         raise ModelError(
@@ -317,7 +102,7 @@ def _check_width(prompt: torch.Tensor, space: ModelSpace, what: str) -> torch.Te
 
 
 def _source_prompt(
-    x: torch.Tensor | TaskPromptVector, origin: Origin | None, space: ModelSpace, what: str
+    x: torch.Tensor | TaskPromptVector, origin: Origin | None, space: EmbeddingSpace, what: str
 ) -> torch.Tensor:
     if isinstance(x, TaskPromptVector):
         if origin is None:
@@ -328,8 +113,8 @@ def _source_prompt(
 
 
 def _anchors_for(
-    src: ModelSpace,
-    tgt: ModelSpace,
+    src: EmbeddingSpace,
+    tgt: EmbeddingSpace,
     given: SharedAnchors | None,
     anchor_words: Sequence[str] | None,
     anchor_weights: Mapping[str, float] | None,
@@ -356,14 +141,14 @@ def _anchors_for(
 @dataclass
 class _Pair:
     prompt: torch.Tensor  # (rows, d_s)
-    space: ModelSpace
+    space: EmbeddingSpace
     anchors: SharedAnchors
 
     def source_anchors(self) -> torch.Tensor:
         return self.anchors.embeddings(self.space.embeddings, 0)  # (n, d_s)
 
 
-def _matches(pairs: Sequence[_Pair], tgt: ModelSpace, cfg: SearchConfig) -> list[Match]:
+def _matches(pairs: Sequence[_Pair], tgt: EmbeddingSpace, cfg: SearchConfig) -> list[Match]:
     out = []
     for pair in pairs:
         out.append(
@@ -382,17 +167,17 @@ def _matches(pairs: Sequence[_Pair], tgt: ModelSpace, cfg: SearchConfig) -> list
 
 def _relative(
     pairs: Sequence[_Pair],
-    tgt: ModelSpace,
+    tgt: EmbeddingSpace,
     cfg: SearchConfig,
     score_fn: ScoreFn | None,
     init: torch.Tensor | None = None,
-) -> SearchResult:
+) -> CodeSearchResult:
     return search_target_prompt(
         _matches(pairs, tgt, cfg), config=cfg, target_stats=tgt.stats, init=init, score_fn=score_fn
     )
 
 
-def _fit(pair: _Pair, tgt: ModelSpace, method: Method, ridge: float) -> LinearMap:
+def _fit(pair: _Pair, tgt: EmbeddingSpace, method: Method, ridge: float) -> LinearMap:
     return fit_linear_map(
         pair.source_anchors(),
         pair.anchors.embeddings(tgt.embeddings, 1),
@@ -402,7 +187,7 @@ def _fit(pair: _Pair, tgt: ModelSpace, method: Method, ridge: float) -> LinearMa
     )
 
 
-def _origin_for(tensor: torch.Tensor, like: Origin, tgt: ModelSpace, params: dict[str, Any]) -> Origin:
+def _origin_for(tensor: torch.Tensor, like: Origin, tgt: EmbeddingSpace, params: dict[str, Any]) -> Origin:
     return Origin(
         tensor.float(),
         init="tensor",
@@ -425,8 +210,8 @@ def validation_scorer(
 ) -> ScoreFn:
     """A ``score_fn`` for the target search: rank-classification accuracy of a prompt on validation examples.
 
-    Uses :class:`tpv.search.BatchedPromptScorer` (causal LMs). Passing it to :func:`transfer` makes the search
-    choose its candidate on this *target* validation data (PTfer's protocol).
+    Uses :class:`tpv.engine.prompt_scoring.BatchedPromptScorer` (causal LMs). Passing it to :func:`transfer`
+    makes the search choose its candidate on this *target* validation data (PTfer's protocol).
 
     Args:
         model: the target causal LM.
@@ -440,16 +225,12 @@ def validation_scorer(
     Returns:
         ``score_fn(prompt (rows, dim)) -> accuracy``.
     """
-    from tpv.search import BatchedPromptScorer
+    from tpv.engine.prompt_scoring import BatchedPromptScorer
 
     scorer = BatchedPromptScorer(
         model, tokenizer, texts, labels, label_words, batch_size=batch_size, max_length=max_length
     )
-
-    def score(prompt: torch.Tensor) -> float:
-        return float(scorer(prompt[None])[0])
-
-    return score
+    return scorer.score_prompt
 
 
 def run_transfer(
@@ -506,176 +287,215 @@ def run_transfer(
         AnchorError: the tokenizers share too few anchors (or a requested anchor word is not shared).
         ConfigError: bad options (unknown method, a vector without its origin, multi-source vectors ...).
     """
-    if method not in METHODS:
-        raise ConfigError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-    if vector_mode not in VECTOR_MODES:
-        raise ConfigError(f"vector_mode must be one of {', '.join(VECTOR_MODES)}; got {vector_mode!r}")
-    if not isinstance(prompt_or_vector, torch.Tensor | TaskPromptVector | Origin):
-        raise ConfigError(
-            f"transfer takes a prompt tensor, an Origin or a TaskPromptVector; got {type(prompt_or_vector).__name__}"
-        )
-    cfg = config or SearchConfig()
-    src = _space(source_model, "source_model")
-    tgt = _space(target_model, "target_model")
-    if more_sources and not isinstance(prompt_or_vector, torch.Tensor):
-        raise ConfigError(
-            "more_sources= (multi-source transfer) takes prompts: apply each vector to its origin first "
-            "(vector.apply_to(origin)) and pass the tuned prompts"
-        )
-    pair_anchors = _anchors_for(src, tgt, anchors, anchor_words, anchor_weights, max_anchors, min_anchors)
-
-    def anchors_of(space: ModelSpace) -> SharedAnchors:
-        return _anchors_for(space, tgt, None, anchor_words, anchor_weights, max_anchors, min_anchors)
-
-    record: dict[str, Any] = {
-        "kind": "transfer",
-        "method": method,
-        "source_model": src.name,
-        "target_model": tgt.name,
-        "anchors": pair_anchors.summary(),
-        "paper": "Wu, Wu, Mou. Zero-Shot Continuous Prompt Transfer. ICLR 2024 (PTfer)"
-        if method == "relative"
-        else "linear map fitted on shared anchor embeddings (baseline)",
-    }
-    if method == "relative":
-        record["search_config"] = cfg.to_dict()
-    else:
-        record["ridge"] = ridge
-
-    # -- an origin: no task data involved -----------------------------------------------------------------------
+    job = _Job.start(
+        prompt_or_vector, source_model, target_model, method, vector_mode, more_sources, config, score_fn, ridge,
+        anchors, anchor_words, anchor_weights, max_anchors, min_anchors,
+    )  # fmt: skip
     if isinstance(prompt_or_vector, Origin):
-        o = prompt_or_vector
-        _check_recorded_model(o.base_model, src, o.describe())
-        pair = _Pair(_check_width(o.tensor, src, o.describe()), src, pair_anchors)
-        tensor, search, lin = _move(pair, tgt, method, cfg, None, ridge)
-        record.update(input="origin", source_origin_id=o.id, uses_target_dev_data=False)
-        _add_details(record, search, lin)
-        moved = _origin_for(tensor, o, tgt, {"transferred_from": o.id, "source_model": src.name, "method": method})
-        return TransferResult(moved, None, record, pair_anchors, search, lin)
-
-    # -- a vector ---------------------------------------------------------------------------------------------
+        return _transfer_origin(job, prompt_or_vector)
     if isinstance(prompt_or_vector, TaskPromptVector):
-        vec = prompt_or_vector
-        if origin is None:
-            raise ConfigError(
-                f"{vec.describe()} is a difference: pass origin= (the Origin it was tuned from) to transfer it"
-            )
-        if origin.id != vec.origin_id:
-            raise ConfigError(
-                f"{vec.describe()} was tuned from origin {vec.origin_id}, but origin= is {origin.id}: pass its origin"
-            )
-        if target_origin is not None and vector_mode != "difference":
-            raise ConfigError("target_origin= places a vector on a target origin: use it with vector_mode='difference'")
-        _check_recorded_model(vec.base_model, src, vec.describe())
-        origin_pair = _Pair(_check_width(origin.tensor, src, origin.describe()), src, pair_anchors)
-        record.update(
-            input="vector",
-            vector_mode=vector_mode,
-            source_origin_id=origin.id,
-            source_terms=dict(vec.terms),
-        )
-        if vector_mode == "prompts" or target_origin is None:
-            t_origin_tensor, o_search, o_lin = _move(origin_pair, tgt, method, cfg, None, ridge)
-            params = {"transferred_from": origin.id, "source_model": src.name, "method": method}
-            t_origin = _origin_for(t_origin_tensor, origin, tgt, params)
-            record["origin_search"] = None if o_search is None else _search_summary(o_search)
-        else:
-            t_origin = target_origin
-            if t_origin.shape != (origin.shape[0], tgt.dim):
-                raise ModelError(
-                    f"target_origin has shape {t_origin.shape}, but the vector needs ({origin.shape[0]}, {tgt.dim}) "
-                    f"on {tgt.name!r}"
-                )
-            o_lin = None
-        record["target_origin_id"] = t_origin.id
-        if vector_mode == "prompts":
-            tuned = _source_prompt(vec, origin, src, vec.describe())
-            pair = _Pair(tuned, src, pair_anchors)
-            if method == "relative":
-                search = _relative([pair], tgt, cfg, score_fn, init=t_origin.tensor)
-                diff = search.prompt.double() - t_origin.tensor.double()
-                lin = None
-            else:
-                lin = o_lin or _fit(pair, tgt, method, ridge)
-                diff = lin.apply_difference(vec.tensor.double())  # == T(tuned) - T(origin), exactly
-                search = None
-        else:
-            delta = _check_width(vec.tensor, src, vec.describe())
-            if method == "relative":
-                cfg_d = replace(cfg, norm="source-ratio")
-                base = t_origin.tensor
-                wrapped = None if score_fn is None else (lambda d: score_fn(base + d))
-                search = search_target_prompt(
-                    _matches([_Pair(delta, src, pair_anchors)], tgt, cfg_d),
-                    config=cfg_d,
-                    score_fn=wrapped,
-                )
-                diff = search.prompt.double()
-                lin = None
-            else:
-                lin = o_lin or _fit(origin_pair, tgt, method, ridge)
-                diff = lin.apply_difference(vec.tensor.double())
-                search = None
-        record["uses_target_dev_data"] = bool(search is not None and search.used_target_data)
-        _add_details(record, search, lin)
-        out_vec = TaskPromptVector(
-            diff.to(vec.dtype),
-            origin_id=t_origin.id,
-            terms=vec.terms,
-            base_model=tgt.name,
-            num_virtual_tokens=t_origin.num_virtual_tokens,
-            num_transformer_submodules=t_origin.num_transformer_submodules,
-        )
-        return TransferResult(out_vec, t_origin, record, pair_anchors, search, lin)
+        return _transfer_vector(job, prompt_or_vector, origin, target_origin, vector_mode)
+    return _transfer_prompt(job, prompt_or_vector, more_sources)
 
-    # -- a prompt tensor, maybe with more sources --------------------------------------------------------------
-    pairs = [_Pair(_check_width(prompt_or_vector, src, "the prompt"), src, pair_anchors)]
+
+@dataclass
+class _Job:
+    """One transfer's resolved settings: the two spaces, the method, the first pair's anchors and the record."""
+
+    src: EmbeddingSpace
+    tgt: EmbeddingSpace
+    method: Method
+    cfg: SearchConfig
+    score_fn: ScoreFn | None
+    ridge: float
+    anchors: SharedAnchors
+    anchor_options: tuple[Sequence[str] | None, Mapping[str, float] | None, int | None, int | None]
+    record: dict[str, Any]
+
+    @classmethod
+    def start(
+        cls,
+        x: object,
+        source_model: str | ModelSpace,
+        target_model: str | ModelSpace,
+        method: Method,
+        vector_mode: VectorMode,
+        more_sources: Sequence[Source],
+        config: SearchConfig | None,
+        score_fn: ScoreFn | None,
+        ridge: float,
+        anchors: SharedAnchors | None,
+        anchor_words: Sequence[str] | None,
+        anchor_weights: Mapping[str, float] | None,
+        max_anchors: int | None,
+        min_anchors: int | None,
+    ) -> _Job:
+        """Check the options, resolve the spaces and the anchors, and begin the provenance record."""
+        if method not in METHODS:
+            raise ConfigError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+        if vector_mode not in VECTOR_MODES:
+            raise ConfigError(f"vector_mode must be one of {', '.join(VECTOR_MODES)}; got {vector_mode!r}")
+        if not isinstance(x, torch.Tensor | TaskPromptVector | Origin):
+            raise ConfigError(
+                f"transfer takes a prompt tensor, an Origin or a TaskPromptVector; got {type(x).__name__}"
+            )
+        cfg = config or SearchConfig()
+        src = as_space(source_model, "source_model")
+        tgt = as_space(target_model, "target_model")
+        if more_sources and not isinstance(x, torch.Tensor):
+            raise ConfigError(
+                "more_sources= (multi-source transfer) takes prompts: apply each vector to its origin first "
+                "(vector.apply_to(origin)) and pass the tuned prompts"
+            )
+        options = (anchor_words, anchor_weights, max_anchors, min_anchors)
+        pair_anchors = _anchors_for(src, tgt, anchors, *options)
+        record: dict[str, Any] = {
+            "kind": "transfer",
+            "method": method,
+            "source_model": src.name,
+            "target_model": tgt.name,
+            "anchors": pair_anchors.summary(),
+            "paper": "Wu, Wu, Mou. Zero-Shot Continuous Prompt Transfer. ICLR 2024 (PTfer)"
+            if method == "relative"
+            else "linear map fitted on shared anchor embeddings (baseline)",
+        }
+        if method == "relative":
+            record["search_config"] = cfg.to_dict()
+        else:
+            record["ridge"] = ridge
+        return cls(src, tgt, method, cfg, score_fn, ridge, pair_anchors, options, record)
+
+    def anchors_of(self, space: EmbeddingSpace) -> SharedAnchors:
+        """The anchors another source space shares with the target (multi-source)."""
+        return _anchors_for(space, self.tgt, None, *self.anchor_options)
+
+    def move(self, pair: _Pair) -> tuple[torch.Tensor, CodeSearchResult | None, LinearMap | None]:
+        """One prompt moved by the method without task data: ``(target prompt, search, linear map)``."""
+        if self.method == "relative":
+            search = _relative([pair], self.tgt, self.cfg, None)
+            return search.prompt, search, None
+        lin = _fit(pair, self.tgt, self.method, self.ridge)
+        return lin(pair.prompt).float(), None, lin
+
+    def finish(self, search: CodeSearchResult | None, lin: LinearMap | None) -> dict[str, Any]:
+        """The record, with the search summary, the map summary and the library version added."""
+        if search is not None:
+            self.record["search"] = search.to_dict()
+        if lin is not None:
+            self.record["linear_map"] = lin.summary()
+        from tpv._version import __version__
+
+        self.record["tpv_version"] = __version__
+        return self.record
+
+
+def _transfer_origin(job: _Job, o: Origin) -> TransferResult:
+    """An origin: no task data involved."""
+    _check_recorded_model(o.base_model, job.src, o.describe())
+    pair = _Pair(_check_width(o.tensor, job.src, o.describe()), job.src, job.anchors)
+    tensor, search, lin = job.move(pair)
+    job.record.update(input="origin", source_origin_id=o.id, uses_target_dev_data=False)
+    record = job.finish(search, lin)
+    params = {"transferred_from": o.id, "source_model": job.src.name, "method": job.method}
+    return TransferResult(_origin_for(tensor, o, job.tgt, params), None, record, job.anchors, search, lin)
+
+
+def _transfer_vector(
+    job: _Job, vec: TaskPromptVector, origin: Origin | None, target_origin: Origin | None, vector_mode: VectorMode
+) -> TransferResult:
+    """A vector: its target origin (transferred, or given), then the vector by ``vector_mode``."""
+    src, tgt, method = job.src, job.tgt, job.method
+    if origin is None:
+        raise ConfigError(
+            f"{vec.describe()} is a difference: pass origin= (the Origin it was tuned from) to transfer it"
+        )
+    if origin.id != vec.origin_id:
+        raise ConfigError(
+            f"{vec.describe()} was tuned from origin {vec.origin_id}, but origin= is {origin.id}: pass its origin"
+        )
+    if target_origin is not None and vector_mode != "difference":
+        raise ConfigError("target_origin= places a vector on a target origin: use it with vector_mode='difference'")
+    _check_recorded_model(vec.base_model, src, vec.describe())
+    origin_pair = _Pair(_check_width(origin.tensor, src, origin.describe()), src, job.anchors)
+    job.record.update(input="vector", vector_mode=vector_mode, source_origin_id=origin.id, source_terms=dict(vec.terms))
+    o_lin: LinearMap | None = None
+    if vector_mode == "prompts" or target_origin is None:
+        t_origin_tensor, o_search, o_lin = job.move(origin_pair)
+        params = {"transferred_from": origin.id, "source_model": src.name, "method": method}
+        t_origin = _origin_for(t_origin_tensor, origin, tgt, params)
+        job.record["origin_search"] = None if o_search is None else o_search.to_dict()
+    else:
+        t_origin = target_origin
+        if t_origin.shape != (origin.shape[0], tgt.dim):
+            raise ModelError(
+                f"target_origin has shape {t_origin.shape}, but the vector needs ({origin.shape[0]}, {tgt.dim}) "
+                f"on {tgt.name!r}"
+            )
+    job.record["target_origin_id"] = t_origin.id
+    search: CodeSearchResult | None = None
+    lin: LinearMap | None = None
+    if vector_mode == "prompts":
+        pair = _Pair(_source_prompt(vec, origin, src, vec.describe()), src, job.anchors)
+        if method == "relative":
+            search = _relative([pair], tgt, job.cfg, job.score_fn, init=t_origin.tensor)
+            diff = search.prompt.double() - t_origin.tensor.double()
+        else:
+            lin = o_lin or _fit(pair, tgt, method, job.ridge)
+            diff = lin.apply_difference(vec.tensor.double())  # == T(tuned) - T(origin), exactly
+    else:
+        delta = _check_width(vec.tensor, src, vec.describe())
+        if method == "relative":
+            cfg_d = replace(job.cfg, norm="source-ratio")
+            base = t_origin.tensor
+            score_fn = job.score_fn
+            wrapped = None if score_fn is None else (lambda d: score_fn(base + d))
+            search = search_target_prompt(
+                _matches([_Pair(delta, src, job.anchors)], tgt, cfg_d), config=cfg_d, score_fn=wrapped
+            )
+            diff = search.prompt.double()
+        else:
+            lin = o_lin or _fit(origin_pair, tgt, method, job.ridge)
+            diff = lin.apply_difference(vec.tensor.double())
+    job.record["uses_target_dev_data"] = bool(search is not None and search.used_target_data)
+    record = job.finish(search, lin)
+    out_vec = TaskPromptVector(
+        diff.to(vec.dtype),
+        origin_id=t_origin.id,
+        terms=vec.terms,
+        base_model=tgt.name,
+        num_virtual_tokens=t_origin.num_virtual_tokens,
+        num_transformer_submodules=t_origin.num_transformer_submodules,
+    )
+    return TransferResult(out_vec, t_origin, record, job.anchors, search, lin)
+
+
+def _transfer_prompt(job: _Job, prompt: torch.Tensor, more_sources: Sequence[Source]) -> TransferResult:
+    """A prompt tensor, maybe with more sources (the relative search averages their losses, the maps their outputs)."""
+    pairs = [_Pair(_check_width(prompt, job.src, "the prompt"), job.src, job.anchors)]
     for i, extra in enumerate(more_sources):
         if not isinstance(extra, Source):
             raise ConfigError(f"more_sources[{i}] must be a tpv.transfer.Source, got {type(extra).__name__}")
-        space = _space(extra.model, f"more_sources[{i}].model")
+        space = as_space(extra.model, f"more_sources[{i}].model")
         p = _source_prompt(extra.prompt, extra.origin, space, f"more_sources[{i}].prompt")
         if p.shape[0] != pairs[0].prompt.shape[0]:
             raise ConfigError(
                 f"more_sources[{i}] has {p.shape[0]} rows but the prompt has {pairs[0].prompt.shape[0]}: "
                 "multi-source transfer needs prompts of the same length"
             )
-        pairs.append(_Pair(p, space, anchors_of(space)))
-    record.update(input="prompt", sources=[{"model": p.space.name, "anchors": len(p.anchors)} for p in pairs])
-    if method == "relative":
-        search = _relative(pairs, tgt, cfg, score_fn)
-        tensor, lin = search.prompt, None
+        pairs.append(_Pair(p, space, job.anchors_of(space)))
+    job.record.update(input="prompt", sources=[{"model": p.space.name, "anchors": len(p.anchors)} for p in pairs])
+    search: CodeSearchResult | None = None
+    lin: LinearMap | None = None
+    if job.method == "relative":
+        search = _relative(pairs, job.tgt, job.cfg, job.score_fn)
+        tensor = search.prompt
     else:
-        maps = [_fit(p, tgt, method, ridge) for p in pairs]
+        maps = [_fit(p, job.tgt, job.method, job.ridge) for p in pairs]
         tensor = torch.stack([m(p.prompt) for m, p in zip(maps, pairs)]).mean(dim=0).float()  # (rows, d_t)
-        search, lin = None, maps[0]
-    record["uses_target_dev_data"] = bool(search is not None and search.used_target_data)
-    _add_details(record, search, lin)
-    return TransferResult(tensor, None, record, pair_anchors, search, lin)
-
-
-def _move(
-    pair: _Pair, tgt: ModelSpace, method: Method, cfg: SearchConfig, score_fn: ScoreFn | None, ridge: float
-) -> tuple[torch.Tensor, SearchResult | None, LinearMap | None]:
-    if method == "relative":
-        search = _relative([pair], tgt, cfg, score_fn)
-        return search.prompt, search, None
-    lin = _fit(pair, tgt, method, ridge)
-    return lin(pair.prompt).float(), None, lin
-
-
-def _search_summary(search: SearchResult) -> dict[str, Any]:
-    return search.to_dict()
-
-
-def _add_details(record: dict[str, Any], search: SearchResult | None, lin: LinearMap | None) -> None:
-    if search is not None:
-        record["search"] = _search_summary(search)
-    if lin is not None:
-        record["linear_map"] = lin.summary()
-    from tpv._version import __version__
-
-    record["tpv_version"] = __version__
+        lin = maps[0]
+    job.record["uses_target_dev_data"] = bool(search is not None and search.used_target_data)
+    record = job.finish(search, lin)
+    return TransferResult(tensor, None, record, job.anchors, search, lin)
 
 
 def transfer(

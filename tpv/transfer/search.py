@@ -38,6 +38,7 @@ from tpv.errors import ConfigError, TrainingError
 from tpv.transfer.relative import encode, get_projection, keep_top_k
 
 __all__ = [
+    "CodeSearchResult",
     "Match",
     "NormMode",
     "SearchConfig",
@@ -161,7 +162,7 @@ class SearchStep:
 
 
 @dataclass(frozen=True)
-class SearchResult:
+class CodeSearchResult:
     """The outcome of :func:`search_target_prompt`.
 
     Attributes:
@@ -189,6 +190,11 @@ class SearchResult:
             "used_target_data": self.used_target_data,
             "history": [asdict(h) for h in self.history],
         }
+
+
+SearchResult = CodeSearchResult
+"""The former name of :class:`CodeSearchResult` (kept for compatibility; :class:`tpv.search.SearchResult` is the
+coefficient search's result)."""
 
 
 def _scaled(
@@ -222,7 +228,7 @@ def search_target_prompt(
     init: torch.Tensor | None = None,
     score_fn: ScoreFn | None = None,
     on_checkpoint: Callable[[SearchStep], None] | None = None,
-) -> SearchResult:
+) -> CodeSearchResult:
     """Search a target prompt whose relative code matches every source's (mean of the per-source losses).
 
     Args:
@@ -238,7 +244,7 @@ def search_target_prompt(
         on_checkpoint: called with each :class:`SearchStep` (progress reporting).
 
     Returns:
-        The :class:`SearchResult`.
+        The :class:`CodeSearchResult`.
 
     Raises:
         ConfigError: no matches, inconsistent shapes, a missing ``target_stats`` / row norms for the norm mode.
@@ -306,6 +312,6 @@ def search_target_prompt(
     assert last is not None
     if best is not None:
         score_b, step_b, loss_b, prompt_b = best
-        return SearchResult(prompt_b, step_b, loss_b, score_b, tuple(history), used_target_data=True)
+        return CodeSearchResult(prompt_b, step_b, loss_b, score_b, tuple(history), used_target_data=True)
     step_l, loss_l, prompt_l = last
-    return SearchResult(prompt_l, step_l, loss_l, None, tuple(history), used_target_data=False)
+    return CodeSearchResult(prompt_l, step_l, loss_l, None, tuple(history), used_target_data=False)
