@@ -235,9 +235,11 @@ def main() -> None:
     hf_logging.disable_progress_bar()
     import tpv
     import tpv.fuse as fuse
-    from tpv.fuse import EmbeddingSpace, LabelWordLoss, Member, optimize_prompt
+    from tpv.engine.prompt_scoring import LabelWordLoss
+    from tpv.fuse import Member, optimize_prompt
     from tpv.fuse.fit import wordnet_words
     from tpv.models import load_model, load_tokenizer
+    from tpv.spaces import EmbeddingSpace
 
     result: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -264,7 +266,9 @@ def main() -> None:
         fmap = fuse.fit(src, tgt, words=train, cache=cache)
         first, first_cpu = time.perf_counter() - t, time.process_time() - c
         t = time.perf_counter()
-        fresh_s, fresh_t = (EmbeddingSpace(x.name, x.tokenizer, x.embeddings) for x in (src, tgt))  # re-fingerprint
+        fresh_s, fresh_t = (  # re-fingerprint
+            EmbeddingSpace(name=x.name, embeddings=x.embeddings, tokenizer=x.tokenizer) for x in (src, tgt)
+        )
         again = fuse.fit(fresh_s, fresh_t, words=train, cache=cache)
         cached = time.perf_counter() - t
         assert again.created == fmap.created
@@ -375,10 +379,10 @@ def main() -> None:
         moved["least squares on shared single-token words"] = (tuned.double() @ w_ls).float()
         transfer_info: dict[str, Any] = {}
         try:
-            from tpv.transfer import ModelSpace, SearchConfig, run_transfer
+            from tpv.transfer import SearchConfig, run_transfer
 
-            ms_s = ModelSpace(name="smollm2-135m", embeddings=src.embeddings, tokenizer=tok_s)
-            ms_g = ModelSpace(name="gemma3-270m", embeddings=tgt.embeddings, tokenizer=tok_g)
+            ms_s = EmbeddingSpace(name="smollm2-135m", embeddings=src.embeddings, tokenizer=tok_s)
+            ms_g = EmbeddingSpace(name="gemma3-270m", embeddings=tgt.embeddings, tokenizer=tok_g)
             for method in ("relative", "linear"):
                 t = time.perf_counter()
                 cfg = SearchConfig(steps=args.relative_steps) if method == "relative" else None
