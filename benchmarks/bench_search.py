@@ -40,8 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tpv._fs import atomic_write_text  # noqa: E402
-from tpv.origin import Origin  # noqa: E402
 from tpv.engine.prompt_scoring import BatchedPromptScorer, SequentialPromptScorer  # noqa: E402
+from tpv.origin import Origin  # noqa: E402
 from tpv.search import PAPER_GRID, search_scalar  # noqa: E402
 from tpv.vector import TaskPromptVector  # noqa: E402
 
