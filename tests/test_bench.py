@@ -14,9 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tpv.bench import config as bench_config
+from tpv.bench.api import run
 from tpv.bench.config import Config, deep_merge, load_config, parse_override
 from tpv.bench.report import measured_on
-from tpv.bench.runner import CELL_KINDS, CellKind, make_cell, plan_waves, run
+from tpv.bench.runner import CELL_KINDS, CellKind, make_cell, plan_waves
 from tpv.bench.stats import bonferroni, compare, summarize, welch_ttest
 from tpv.errors import ConfigError
 
@@ -509,3 +510,28 @@ def test_steps_to_fraction_finds_the_first_step_near_the_end() -> None:
     assert steps_to_fraction([(25, 0.5), (50, 0.8), (75, 0.79), (100, 0.82)]) == 50
     assert steps_to_fraction([(25, 0.9), (50, 0.1)]) == 25
     assert steps_to_fraction([]) is None
+
+
+def test_layers_import_downward_only() -> None:
+    """The cell engine imports no experiment, report or orchestration; the report imports no experiment."""
+    import ast
+
+    bench = ROOT / "tpv" / "bench"
+    engine = {"cells", "store", "executors", "runner"}
+    allowed = {
+        **{m: engine for m in engine},
+        "report": {*engine, "config"},
+        "experiments": {*engine, "config", "report", "stats", "experiments"},
+    }
+    for path in [*bench.glob("*.py"), *(bench / "experiments").glob("*.py")]:
+        layer = "experiments" if path.parent.name == "experiments" else path.stem
+        if layer not in allowed:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:  # module level (the runner's lazy `run`/`report` aliases live inside a function)
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                if name.startswith("tpv.bench."):
+                    target = name.split(".")[2]
+                    assert target in allowed[layer], f"{path.relative_to(ROOT)} imports {name}"

@@ -116,3 +116,34 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     """`tpv --version` prints the package version."""
     code, out, _ = run(capsys, "--version")
     assert code == 0 and tpv.__version__ in out
+
+
+def test_train_options_come_from_train_config(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tpv train`'s TrainConfig options take name, default and help from the fields; --help lists every one."""
+    import dataclasses
+
+    import typer.main
+
+    from tpv.cli.train import CONFIG_OPTIONS, _to_config
+    from tpv.engine.config import TrainConfig
+
+    command = typer.main.get_command(app).commands["train"]  # type: ignore[attr-defined]
+    params = {p.name: p for p in command.params}
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    for name in CONFIG_OPTIONS:
+        option = params[name]
+        assert option.opts == [f"--{name.replace('_', '-')}"], name
+        assert option.default == defaults[name], name
+        assert option.show_default and option.help.startswith(TrainConfig.help(name)), name
+    assert "0 scores all" in params["eval_examples"].help
+    monkeypatch.setenv("COLUMNS", "250")  # wide enough that no option name is cut
+    code, out, _ = run(capsys, "train", "--help")
+    assert code == 0
+    for name in (*CONFIG_OPTIONS, "out", "model", "origin", "vector", "task_type", "resume", "launcher", "threads"):
+        assert f"--{name.replace('_', '-')}" in out, name
+    assert _to_config({"lr": "0.3", "eval_examples": 0, "optimizer": "sgd"}) == TrainConfig(
+        lr=0.3, eval_examples=None, optimizer="sgd"
+    )
+    assert _to_config({"lr": "range-test"}).lr == "range-test"

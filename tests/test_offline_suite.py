@@ -12,7 +12,18 @@ from pathlib import Path
 import pytest
 
 from tpv.errors import TaskError
-from tpv.tasks import TaskData, availability, few_shot, get_group, get_task, list_tasks, load_task, loaders, offline
+from tpv.tasks import (
+    TaskData,
+    availability,
+    few_shot,
+    get_group,
+    get_task,
+    list_tasks,
+    load_task,
+    loaders,
+    locate,
+    offline,
+)
 
 OFFLINE = [spec.name for spec in list_tasks() if spec.source == "offline"]
 GROUPS = ("offline-sentiment", "offline-topic", "offline-pairs")
@@ -133,16 +144,14 @@ def test_missing_data_raises_with_the_install_command(monkeypatch: pytest.Monkey
         "wordnet_wic": "apt-get install wordnet-base",
         "fortune_topics": "apt-get install fortunes",
     }
-    monkeypatch.setattr(offline, "_package_file", lambda *a: None)
-    monkeypatch.setattr(offline, "find_wordnet_dir", lambda: None)
-    monkeypatch.setattr(offline, "find_fortunes_dir", lambda: None)
+    # the requirements are looked up in tpv.tasks.locate (offline re-exports the public names only by value)
+    monkeypatch.setattr(locate, "_package_file", lambda *a: None)
+    monkeypatch.setattr(locate, "find_wordnet_dir", lambda: None)
+    monkeypatch.setattr(locate, "find_fortunes_dir", lambda: None)
     monkeypatch.setattr(
-        offline,
+        locate,
         "_REQUIREMENTS",
-        {
-            name: offline._Requirement(req.what, lambda: None, req.install)
-            for name, req in offline._REQUIREMENTS.items()
-        },
+        {name: locate._Requirement(req.what, lambda: None, req.install) for name, req in locate._REQUIREMENTS.items()},
     )
     offline._cached_rows.cache_clear()
     loaders._offline_pool.cache_clear()
@@ -155,6 +164,12 @@ def test_missing_data_raises_with_the_install_command(monkeypatch: pytest.Monkey
     finally:
         offline._cached_rows.cache_clear()
         loaders._offline_pool.cache_clear()
+
+
+def test_every_offline_task_has_its_requirement() -> None:
+    """The catalogue's builders and the data requirements (tpv.tasks.locate) name the same tasks."""
+    assert set(offline._BUILDERS) == set(locate._REQUIREMENTS)
+    assert {spec.name for spec in offline.OFFLINE_SPECS} == set(offline._BUILDERS)
 
 
 def test_wordnet_folder_can_be_given_by_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

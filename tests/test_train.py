@@ -395,13 +395,13 @@ def test_init_from_vector_measures_from_origin(tiny: Any) -> None:
 
 def test_task_name_loads_data_and_verbalizer(tiny: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """train(task=...) takes train/validation splits, label words and metric from the task registry."""
-    from tpv.engine import loop
+    from tpv.engine import setup
     from tpv.tasks import Example, TaskData, TaskSpec
 
     spec = TaskSpec(name="toy", group="test", source="local", text_fields=("text",), template="{text}",
                     label_words=WORDS, label_names=("neg", "pos"), metric="f1")  # fmt: skip
     examples = [Example(t, y) for t, y in toy()]
-    monkeypatch.setattr(loop, "_load_task_data", lambda name, seed: TaskData(spec, examples, examples, examples))
+    monkeypatch.setattr(setup, "_load_task_data", lambda name, seed: TaskData(spec, examples, examples, examples))
     model, tok = tiny("llama")
     run = train(model, tok, task="toy", steps=2, eval_every=1, **FAST)
     assert run.task == "toy"
@@ -560,7 +560,7 @@ def test_cli_train_then_eval(tiny: Any, tmp_path: Path, monkeypatch: pytest.Monk
     from typer.testing import CliRunner
 
     from tpv.cli.train import register
-    from tpv.engine import loop
+    from tpv.engine import setup
     from tpv.tasks import Example, TaskData, TaskSpec
 
     model, tok = tiny("llama")
@@ -569,7 +569,7 @@ def test_cli_train_then_eval(tiny: Any, tmp_path: Path, monkeypatch: pytest.Monk
     spec = TaskSpec(name="toy", group="test", source="local", text_fields=("text",), template="{text}",
                     label_words=WORDS, label_names=("neg", "pos"), metric="accuracy")  # fmt: skip
     examples = [Example(t, y) for t, y in toy()]
-    monkeypatch.setattr(loop, "_load_task_data", lambda name, seed: TaskData(spec, examples, examples, examples))
+    monkeypatch.setattr(setup, "_load_task_data", lambda name, seed: TaskData(spec, examples, examples, examples))
     app = typer.Typer()
     register(app)
     runner = CliRunner()

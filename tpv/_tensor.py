@@ -12,6 +12,9 @@ from tpv.errors import ConfigError, InvalidVectorError
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
+UNKNOWN_MODEL = "unknown"
+"""The ``base_model`` of a vector or origin whose model was not given."""
+
 
 def check_prompt_tensor(tensor: object, *, what: str) -> torch.Tensor:
     """Validate a soft-prompt-shaped tensor and return a detached CPU copy.

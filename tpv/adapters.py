@@ -28,7 +28,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args
 
 import torch
 
@@ -618,7 +618,44 @@ def save_adapter(
     from safetensors.torch import save_file
 
     out = check_output(out_dir, overwrite=overwrite, folder=True)
-    vector: TaskPromptVector | None = None
+    source = _adapter_source(prompt_or_vector, origin)
+    rows, dim = (int(s) for s in source.prompt.shape)
+    peft_task, subs = _adapter_layout(rows, source.layout, task_type, num_transformer_submodules)
+    tensors = _adapter_tensors(source.prompt, extra_tensors)
+    model_id = base_model or (source.recorded_model if source.recorded_model != UNKNOWN_MODEL else None)
+    config = PromptTuningConfig(
+        task_type=peft_task,
+        num_virtual_tokens=rows // subs,
+        token_dim=dim,
+        num_transformer_submodules=subs,
+        base_model_name_or_path=model_id,
+        tokenizer_name_or_path=tokenizer_name_or_path,
+        inference_mode=True,
+    )
+    with atomic_dir(out) as tmp:
+        config.save_pretrained(str(tmp))
+        save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+        if source.origin is not None:
+            save(source.origin, tmp / ORIGIN_FILE)
+        if source.vector is not None:
+            save(source.vector, tmp / VECTOR_FILE)
+    return out
+
+
+class _AdapterSource(NamedTuple):
+    """What :func:`save_adapter` writes, resolved from its first argument."""
+
+    prompt: torch.Tensor  # (rows, dim)
+    origin: Origin | None  # saved beside the prompt when known
+    vector: TaskPromptVector | None  # saved beside the prompt when one was given
+    layout: tuple[int, int] | None  # (num_virtual_tokens, num_transformer_submodules) when known
+    recorded_model: str  # the base model the vector or origin names
+
+
+def _adapter_source(
+    prompt_or_vector: torch.Tensor | TaskPromptVector | Origin, origin: Origin | None
+) -> _AdapterSource:
+    """The prompt to write (``origin + vector`` for a vector), checked against ``origin``."""
     if isinstance(prompt_or_vector, TaskPromptVector):
         vector = prompt_or_vector
         if origin is None:
@@ -632,26 +669,34 @@ def save_adapter(
                 "pass the origin it was tuned from"
             )
         prompt = vector.apply_to(origin, strict=True)
-        layout: tuple[int, int] | None = (vector.num_virtual_tokens, vector.num_transformer_submodules)
-        recorded_model = vector.base_model
-    elif isinstance(prompt_or_vector, Origin):
+        layout = (vector.num_virtual_tokens, vector.num_transformer_submodules)
+        return _AdapterSource(prompt, origin, vector, layout, vector.base_model)
+    if isinstance(prompt_or_vector, Origin):
         if origin is not None and origin.id != prompt_or_vector.id:
             raise AdapterError(f"the prompt is {prompt_or_vector.describe()} but origin= is another ({origin.id})")
         origin = prompt_or_vector
-        prompt = origin.tensor
-        layout, recorded_model = (origin.num_virtual_tokens, origin.num_transformer_submodules), origin.base_model
-    elif isinstance(prompt_or_vector, torch.Tensor):
+        layout = (origin.num_virtual_tokens, origin.num_transformer_submodules)
+        return _AdapterSource(origin.tensor, origin, None, layout, origin.base_model)
+    if isinstance(prompt_or_vector, torch.Tensor):
         prompt = check_prompt_tensor(prompt_or_vector, what="prompt")
         if origin is not None and origin.shape != tuple(prompt.shape):
             raise AdapterError(f"the prompt has shape {tuple(prompt.shape)} but {origin.describe()} has {origin.shape}")
-        layout = (origin.num_virtual_tokens, origin.num_transformer_submodules) if origin is not None else None
-        recorded_model = origin.base_model if origin is not None else UNKNOWN_MODEL
-    else:
-        raise ConfigError(
-            "save_adapter writes a prompt tensor, an Origin or a TaskPromptVector; "
-            f"got {type(prompt_or_vector).__name__}"
-        )
-    rows, dim = (int(s) for s in prompt.shape)
+        if origin is None:
+            return _AdapterSource(prompt, None, None, None, UNKNOWN_MODEL)
+        layout = (origin.num_virtual_tokens, origin.num_transformer_submodules)
+        return _AdapterSource(prompt, origin, None, layout, origin.base_model)
+    raise ConfigError(
+        f"save_adapter writes a prompt tensor, an Origin or a TaskPromptVector; got {type(prompt_or_vector).__name__}"
+    )
+
+
+def _adapter_layout(
+    rows: int,
+    layout: tuple[int, int] | None,
+    task_type: TaskType | str | None,
+    num_transformer_submodules: int | None,
+) -> tuple[str, int]:
+    """``(PEFT task type, num_transformer_submodules)`` of the adapter, checked against the prompt's rows."""
     if layout is not None and num_transformer_submodules is not None and num_transformer_submodules != layout[1]:
         raise AdapterError(
             f"num_transformer_submodules={num_transformer_submodules} but the prompt was made with {layout[1]}"
@@ -672,26 +717,14 @@ def save_adapter(
         raise AdapterError(
             f"a 2-submodule (encoder-decoder) prompt needs task_type 'seq2seq' (SEQ_2_SEQ_LM), got {peft_task}"
         )
+    return peft_task, subs
+
+
+def _adapter_tensors(prompt: torch.Tensor, extra_tensors: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """The tensors of ``adapter_model.safetensors``: the prompt under PEFT's key, then ``extra_tensors``."""
     tensors = {PROMPT_KEY: prompt.contiguous()}
     for key, value in (extra_tensors or {}).items():
         if key == PROMPT_KEY or not isinstance(value, torch.Tensor):
             raise ConfigError(f"extra_tensors must map PEFT keys other than {PROMPT_KEY!r} to tensors; got {key!r}")
         tensors[key] = value.detach().to("cpu").contiguous()
-    model_id = base_model or (recorded_model if recorded_model != UNKNOWN_MODEL else None)
-    config = PromptTuningConfig(
-        task_type=peft_task,
-        num_virtual_tokens=rows // subs,
-        token_dim=dim,
-        num_transformer_submodules=subs,
-        base_model_name_or_path=model_id,
-        tokenizer_name_or_path=tokenizer_name_or_path,
-        inference_mode=True,
-    )
-    with atomic_dir(out) as tmp:
-        config.save_pretrained(str(tmp))
-        save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-        if origin is not None:
-            save(origin, tmp / ORIGIN_FILE)
-        if vector is not None:
-            save(vector, tmp / VECTOR_FILE)
-    return out
+    return tensors

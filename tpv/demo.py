@@ -196,147 +196,37 @@ def run_demo(
         TaskError: a task's data is missing on this machine (the message gives the install command).
         ModelError: the model cannot be loaded.
     """
-    from tpv.adapters import init_prompt_tuning, make_origin
-    from tpv.engine.loop import evaluate, train
-    from tpv.models import load_model, load_tokenizer, model_name
-    from tpv.tasks import few_shot
-
-    if not sources:
-        raise ConfigError("sources is empty; name at least one source task, e.g. sources=('rotten_tomatoes',)")
-    if combine not in ("sum", "mean"):
-        raise ConfigError(f"combine={combine!r}: must be 'sum' or 'mean'")
-    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
-        raise ConfigError(f"shots={shots!r}: must be a positive integer (examples per class)")
-    if out_dir is not None:
-        from tpv._fs import check_output
-
-        check_output(out_dir, overwrite=overwrite, folder=True, flag="overwrite=True (--overwrite)")
+    _check_arguments(sources, combine, shots, out_dir=out_dir, overwrite=overwrite)
     say = report or (lambda line: None)
     t_start = time.perf_counter()
-    if isinstance(model, str):
-        say(f"loading {model}")
-        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model)
-        model = load_model(model)
-    elif tokenizer is None:
-        raise ConfigError("a model object was given without its tokenizer; pass tokenizer=")
-    name = model_name(model)
-    out = Path(out_dir) if out_dir is not None else None
-    base = TrainConfig(
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        origin_seed=seed,
-        max_length=max_length,
-        num_virtual_tokens=num_virtual_tokens,
-        eval_examples=eval_examples,
-        eval_every=0,
-        precision=precision,
-        steps=max(source_steps, 1),
-        save_every=0,
-    )
-    origin = make_origin(model, "first-n-vocab", num_virtual_tokens=num_virtual_tokens, seed=seed)
-    say(f"origin: {origin.describe()}")
-
-    def score(peft_model: Any, examples: Sequence[Any], task_data: TaskData) -> float:
-        result = evaluate(
-            peft_model,
-            tokenizer,
-            list(examples)[:eval_examples],
-            label_words=task_data.spec.label_words,
-            metric=task_data.spec.metric,
-            batch_size=base.eval_batch_size,
+    model, tokenizer = _load_model(model, tokenizer, say)
+    demo = _Demo.start(
+        model,
+        tokenizer,
+        base=TrainConfig(
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            origin_seed=seed,
             max_length=max_length,
+            num_virtual_tokens=num_virtual_tokens,
+            eval_examples=eval_examples,
+            eval_every=0,
             precision=precision,
-            progress=progress,
-        )
-        return float(result["score"])
-
+            steps=max(source_steps, 1),
+            save_every=0,
+        ),
+        out=Path(out_dir) if out_dir is not None else None,
+        progress=progress,
+        say=say,
+    )
     rows: list[DemoRow] = []
     vectors: dict[str, TaskPromptVector] = {}
-    for task in sources:
-        t0 = time.perf_counter()
-        task_data = _task_data(task, data, seed)
-        say(f"source {task}: {len(task_data.train)} training examples, {source_steps} steps")
-        before = score(init_prompt_tuning(model, origin), task_data.validation, task_data)
-        run = train(
-            model,
-            tokenizer,
-            task_data.train,
-            task=task,
-            label_words=task_data.spec.label_words,
-            validation=task_data.validation,
-            metric=task_data.spec.metric,
-            origin=origin,
-            config=base.replace(steps=source_steps),
-            out_dir=out / "sources" / task if out is not None else None,
-            overwrite=True,
-            progress=progress,
-            launcher="none",
-        )
-        after = float(run.best_score) if run.best_score is not None else before
-        vectors[task] = run.vector
-        row = DemoRow(
-            stage="source",
-            task=task,
-            init="origin",
-            metric=task_data.spec.metric,
-            before=before,
-            after=after,
-            train_examples=len(task_data.train),
-            steps=run.steps,
-            seconds=time.perf_counter() - t0,
-        )
+    for task in sources:  # 1. the source prompts and their vectors
+        row, vectors[task] = demo.source(task, data, steps=source_steps)
         rows.append(row)
-        say(f"source {task}: {row.metric} {before:.3f} -> {after:.3f} in {row.seconds:.0f} s")
-
-    combination: TaskPromptVector = sum(vectors.values())  # type: ignore[assignment]
-    if combine == "mean":
-        combination = combination / len(vectors)
-    target_data = _task_data(target, data, seed)
-    shots_train = few_shot(target_data.train, shots, seed, allow_fewer=True)
-    inits: list[tuple[str, str, TaskPromptVector | None]] = [
-        ("origin", "origin", None),
-        ("combination", _describe(combination.terms), combination),
-    ]
-    for slug, label, vector in inits:
-        t0 = time.perf_counter()
-        start = origin if vector is None else vector
-        say(f"target {target} from {label}: {len(shots_train)} examples, {target_steps} steps")
-        before = score(
-            init_prompt_tuning(model, start, origin=origin if vector is not None else None),
-            target_data.test,
-            target_data,
-        )
-        run = train(
-            model,
-            tokenizer,
-            shots_train,
-            task=target,
-            label_words=target_data.spec.label_words,
-            metric=target_data.spec.metric,
-            init=start,
-            origin=origin,
-            config=base.replace(steps=target_steps),
-            out_dir=out / "target" / slug if out is not None else None,
-            overwrite=True,
-            progress=progress,
-            launcher="none",
-        )
-        after = score(run.model, target_data.test, target_data)
-        row = DemoRow(
-            stage="target",
-            task=target,
-            init=label,
-            metric=target_data.spec.metric,
-            before=before,
-            after=after,
-            train_examples=len(shots_train),
-            steps=run.steps,
-            seconds=time.perf_counter() - t0,
-        )
-        rows.append(row)
-        say(f"target {target} from {label}: {row.metric} {before:.3f} -> {after:.3f} in {row.seconds:.0f} s")
-
+    combination = _combination(vectors, combine)  # 2. their combination
+    rows += demo.targets(target, data, combination, shots=shots, steps=target_steps)  # 3. the target, twice
     settings = {
         "sources": list(sources),
         "target": target,
@@ -352,16 +242,234 @@ def run_demo(
         "seed": seed,
         "precision": precision,
     }
-    result = DemoResult(
-        model=name,
-        rows=rows,
-        origin=origin,
-        vectors=vectors,
-        combination=combination,
-        seconds=time.perf_counter() - t_start,
-        settings=settings,
-        out_dir=out,
-    )
-    if out is not None:
-        atomic_write_text(out / DEMO_FILE, json.dumps(result.to_dict(), indent=1) + "\n")
-    return result
+    return demo.result(rows, vectors, combination, settings=settings, seconds=time.perf_counter() - t_start)  # 4.
+
+
+# -- the steps --------------------------------------------------------------------------------------------------
+
+
+def _check_arguments(
+    sources: Sequence[str], combine: str, shots: int, *, out_dir: str | os.PathLike[str] | None, overwrite: bool
+) -> None:
+    if not sources:
+        raise ConfigError("sources is empty; name at least one source task, e.g. sources=('rotten_tomatoes',)")
+    if combine not in ("sum", "mean"):
+        raise ConfigError(f"combine={combine!r}: must be 'sum' or 'mean'")
+    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+        raise ConfigError(f"shots={shots!r}: must be a positive integer (examples per class)")
+    if out_dir is not None:
+        from tpv._fs import check_output
+
+        check_output(out_dir, overwrite=overwrite, folder=True, flag="overwrite=True (--overwrite)")
+
+
+def _load_model(model: Any, tokenizer: Any | None, say: Callable[[str], None]) -> tuple[Any, Any]:
+    """``(model, tokenizer)``: loaded for a model name, checked for a model object."""
+    from tpv.models import load_model, load_tokenizer
+
+    if isinstance(model, str):
+        say(f"loading {model}")
+        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model)
+        model = load_model(model)
+    elif tokenizer is None:
+        raise ConfigError("a model object was given without its tokenizer; pass tokenizer=")
+    return model, tokenizer
+
+
+def _combination(vectors: Mapping[str, TaskPromptVector], combine: str) -> TaskPromptVector:
+    """The sources' vectors summed (``"sum"``) or averaged (``"mean"``)."""
+    combination: TaskPromptVector = sum(vectors.values())  # type: ignore[assignment]
+    if combine == "mean":
+        combination = combination / len(vectors)
+    return combination
+
+
+@dataclass
+class _Demo:
+    """What every run of one demo shares: model, origin, base config, output folder and reporting."""
+
+    model: Any
+    tokenizer: Any
+    model_name: str
+    origin: Origin
+    base: TrainConfig
+    out: Path | None
+    progress: bool
+    say: Callable[[str], None]
+
+    @classmethod
+    def start(
+        cls,
+        model: Any,
+        tokenizer: Any,
+        *,
+        base: TrainConfig,
+        out: Path | None,
+        progress: bool,
+        say: Callable[[str], None],
+    ) -> _Demo:
+        """Draw the demo's one origin (``first-n-vocab``, seeded by ``base.origin_seed``)."""
+        from tpv.adapters import make_origin
+        from tpv.models import model_name
+
+        name = model_name(model)
+        origin = make_origin(model, "first-n-vocab", num_virtual_tokens=base.virtual_tokens, seed=base.origin_seed)
+        say(f"origin: {origin.describe()}")
+        return cls(model, tokenizer, name, origin, base, out, progress, say)
+
+    def score(self, peft_model: Any, examples: Sequence[Any], task_data: TaskData) -> float:
+        """The task's metric of ``peft_model`` on the first ``eval_examples`` of ``examples``."""
+        from tpv.engine.evaluation import evaluate
+
+        base = self.base
+        result = evaluate(
+            peft_model,
+            self.tokenizer,
+            list(examples)[: base.eval_examples],
+            label_words=task_data.spec.label_words,
+            metric=task_data.spec.metric,
+            batch_size=base.eval_batch_size,
+            max_length=base.max_length,
+            precision=base.precision,
+            progress=self.progress,
+        )
+        return float(result["score"])
+
+    def source(self, task: str, data: Mapping[str, TaskData] | None, *, steps: int) -> tuple[DemoRow, TaskPromptVector]:
+        """Tune a source prompt from the origin; its row and task prompt vector."""
+        from tpv.adapters import init_prompt_tuning
+        from tpv.engine.loop import train
+
+        t0 = time.perf_counter()
+        task_data = _task_data(task, data, self.base.seed)
+        self.say(f"source {task}: {len(task_data.train)} training examples, {steps} steps")
+        before = self.score(init_prompt_tuning(self.model, self.origin), task_data.validation, task_data)
+        run = train(
+            self.model,
+            self.tokenizer,
+            task_data.train,
+            task=task,
+            label_words=task_data.spec.label_words,
+            validation=task_data.validation,
+            metric=task_data.spec.metric,
+            origin=self.origin,
+            config=self.base.replace(steps=steps),
+            out_dir=self.out / "sources" / task if self.out is not None else None,
+            overwrite=True,
+            progress=self.progress,
+            launcher="none",
+        )
+        after = float(run.best_score) if run.best_score is not None else before
+        row = DemoRow(
+            stage="source",
+            task=task,
+            init="origin",
+            metric=task_data.spec.metric,
+            before=before,
+            after=after,
+            train_examples=len(task_data.train),
+            steps=run.steps,
+            seconds=time.perf_counter() - t0,
+        )
+        self.say(f"source {task}: {row.metric} {before:.3f} -> {after:.3f} in {row.seconds:.0f} s")
+        return row, run.vector
+
+    def targets(
+        self,
+        target: str,
+        data: Mapping[str, TaskData] | None,
+        combination: TaskPromptVector,
+        *,
+        shots: int,
+        steps: int,
+    ) -> list[DemoRow]:
+        """Tune the few-shot target once from the bare origin, once from origin + combination; their rows."""
+        from tpv.tasks import few_shot
+
+        seed = self.base.seed
+        target_data = _task_data(target, data, seed)
+        shots_train = few_shot(target_data.train, shots, seed, allow_fewer=True)
+        inits: list[tuple[str, str, TaskPromptVector | None]] = [
+            ("origin", "origin", None),
+            ("combination", _describe(combination.terms), combination),
+        ]
+        return [
+            self._target(target, target_data, shots_train, slug=slug, label=label, vector=vector, steps=steps)
+            for slug, label, vector in inits
+        ]
+
+    def _target(
+        self,
+        target: str,
+        target_data: TaskData,
+        shots_train: Sequence[Any],
+        *,
+        slug: str,
+        label: str,
+        vector: TaskPromptVector | None,
+        steps: int,
+    ) -> DemoRow:
+        from tpv.adapters import init_prompt_tuning
+        from tpv.engine.loop import train
+
+        t0 = time.perf_counter()
+        start = self.origin if vector is None else vector
+        self.say(f"target {target} from {label}: {len(shots_train)} examples, {steps} steps")
+        before = self.score(
+            init_prompt_tuning(self.model, start, origin=self.origin if vector is not None else None),
+            target_data.test,
+            target_data,
+        )
+        run = train(
+            self.model,
+            self.tokenizer,
+            shots_train,
+            task=target,
+            label_words=target_data.spec.label_words,
+            metric=target_data.spec.metric,
+            init=start,
+            origin=self.origin,
+            config=self.base.replace(steps=steps),
+            out_dir=self.out / "target" / slug if self.out is not None else None,
+            overwrite=True,
+            progress=self.progress,
+            launcher="none",
+        )
+        after = self.score(run.model, target_data.test, target_data)
+        row = DemoRow(
+            stage="target",
+            task=target,
+            init=label,
+            metric=target_data.spec.metric,
+            before=before,
+            after=after,
+            train_examples=len(shots_train),
+            steps=run.steps,
+            seconds=time.perf_counter() - t0,
+        )
+        self.say(f"target {target} from {label}: {row.metric} {before:.3f} -> {after:.3f} in {row.seconds:.0f} s")
+        return row
+
+    def result(
+        self,
+        rows: list[DemoRow],
+        vectors: dict[str, TaskPromptVector],
+        combination: TaskPromptVector,
+        *,
+        settings: dict[str, Any],
+        seconds: float,
+    ) -> DemoResult:
+        """The demo's :class:`DemoResult`, also written to ``demo.json`` in the output folder."""
+        result = DemoResult(
+            model=self.model_name,
+            rows=rows,
+            origin=self.origin,
+            vectors=vectors,
+            combination=combination,
+            seconds=seconds,
+            settings=settings,
+            out_dir=self.out,
+        )
+        if self.out is not None:
+            atomic_write_text(self.out / DEMO_FILE, json.dumps(result.to_dict(), indent=1) + "\n")
+        return result

@@ -33,9 +33,8 @@ from typing import Any, Literal, get_args
 
 import torch
 
-from tpv._tensor import PromptShape, check_prompt_tensor, content_hash
+from tpv._tensor import UNKNOWN_MODEL, PromptShape, check_prompt_tensor, content_hash
 from tpv.errors import ConfigError, InvalidVectorError
-from tpv.vector import UNKNOWN_MODEL
 
 __all__ = ["InitKind", "Origin"]
 

@@ -30,15 +30,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from tpv._tensor import PromptShape, check_prompt_tensor, check_scalar, content_hash
+from tpv._tensor import UNKNOWN_MODEL, PromptShape, check_prompt_tensor, check_scalar, content_hash
 from tpv.errors import ConfigError, IncompatibleVectorsError, InvalidVectorError
 
 if TYPE_CHECKING:
     from tpv.origin import Origin
 
 __all__ = ["TaskPromptVector", "cosine_matrix", "mean"]
-
-UNKNOWN_MODEL = "unknown"
 
 
 def _fmt_coef(c: float) -> str:

@@ -1,9 +1,17 @@
 """The benchmark harness: the paper's experiments as resumable cells, run in-process or on Ray.
 
-Layers, outermost last: :mod:`~tpv.bench.config` (YAML configs, validated), :mod:`~tpv.bench.runner` (cells,
-stages, resumable storage), :mod:`~tpv.bench.executors` (in-process, Ray), :mod:`~tpv.bench.stats` (mean ± std,
-Welch t-tests, Bonferroni), :mod:`~tpv.bench.report` (JSON, markdown, PNG) and :mod:`~tpv.bench.experiments`
-(the paper's experiments). The command line is ``tpv bench run CONFIG`` (:mod:`tpv.cli.bench`).
+Layers, lowest first; each imports only those below it:
+
+* :mod:`~tpv.bench.config` (YAML configs, validated) and :mod:`~tpv.bench.stats` (mean ± std, Welch t-tests,
+  Bonferroni);
+* the cell engine, which knows no experiment and no report: :mod:`~tpv.bench.cells` (cells, ids, the registry of
+  cell functions), :mod:`~tpv.bench.store` (finished cells on disk), :mod:`~tpv.bench.executors` (in-process,
+  Ray) and :mod:`~tpv.bench.runner` (waves, resume, gathering);
+* :mod:`~tpv.bench.report` (JSON, markdown, PNG from an experiment's summary of the results);
+* :mod:`~tpv.bench.experiments` (the paper's experiments, one module each, and their registry);
+* :mod:`~tpv.bench.api` (plan -> run -> report: :func:`run`, :func:`report`).
+
+The command line is ``tpv bench run CONFIG`` (:mod:`tpv.cli.bench`).
 
 Example:
     >>> from tpv.bench import load_config, run  # doctest: +SKIP
@@ -13,7 +21,8 @@ Example:
 
 from __future__ import annotations
 
+from tpv.bench.api import report, run, run_experiment
 from tpv.bench.config import Config, load_config
-from tpv.bench.runner import RunSummary, run
+from tpv.bench.runner import RunSummary
 
-__all__ = ["Config", "RunSummary", "load_config", "run"]
+__all__ = ["Config", "RunSummary", "load_config", "report", "run", "run_experiment"]

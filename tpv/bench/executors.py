@@ -1,9 +1,9 @@
 """Where benchmark cells run: in this process (the default) or on a Ray cluster.
 
-An executor takes a wave of independent :class:`~tpv.bench.runner.CellTask` objects and calls back with each
-:class:`~tpv.bench.runner.CellOutcome` as it arrives; the runner stores it. Cells receive their inputs as data
-and return data, so a Ray worker needs no shared file system: results are gathered by the driver into the same
-``OUT/cells/`` files an in-process run writes.
+An executor takes a wave of independent :class:`CellTask` objects and calls back with each :class:`CellOutcome`
+as it arrives; the runner stores it. Cells receive their inputs as data and return data, so a Ray worker needs no
+shared file system: results are gathered by the driver into the same ``OUT/cells/`` files an in-process run writes.
+A task carries its cell function (:class:`~tpv.bench.cells.CellKind`), so a worker needs no registry either.
 
 Ray (``pip install ray``) is optional. ``RayExecutor(address="ray://head:10001")`` or ``address="auto"``
 connects to an existing cluster (tpv must be installed on its workers); ``address=None`` starts a local instance
@@ -12,21 +12,123 @@ for the run and stops it at the end.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import platform
+import socket
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from tpv.bench.runner import CellOutcome, CellTask, run_task
+from tpv.bench.cells import Cell, CellInput, CellKind, CellOutput, execute_cell
 from tpv.errors import ConfigError
 
-__all__ = ["EXECUTORS", "Executor", "InProcessExecutor", "RayExecutor", "make_executor"]
+__all__ = [
+    "EXECUTORS",
+    "CellOutcome",
+    "CellTask",
+    "Executor",
+    "InProcessExecutor",
+    "RayExecutor",
+    "make_executor",
+    "measured_on",
+    "run_task",
+]
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """A cell ready to run: the cell, its inputs, the run's environment and its cell function.
+
+    ``kind`` is the registered :class:`~tpv.bench.cells.CellKind` resolved by the driver (``None``: looked up by
+    name where the task runs).
+    """
+
+    cell: Cell
+    inputs: Mapping[str, CellInput]
+    env: Mapping[str, Any]
+    kind: CellKind | None = None
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """How a cell ended: its output or its error; seconds taken; the worker's host and device.
+
+    ``device`` names the hardware (``"cpu: <cpu name>"`` or ``"cuda: <gpu name>"``), so a report written on
+    another machine can say where its cells ran.
+    """
+
+    output: CellOutput | None
+    error: str | None = None
+    traceback: str | None = None
+    elapsed_s: float = 0.0
+    host: str = ""
+    device: str = ""
+
+
+def cpu_name() -> str:
+    """This machine's CPU model name (``/proc/cpuinfo``; the platform's processor name elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def measured_on(device: str) -> str:
+    """Name the hardware a cell ran on: ``"cuda: <GPU name>"`` for a CUDA device, else ``"cpu: <CPU name>"``.
+
+    Args:
+        device: the cell's ``model.device`` setting (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...).
+    """
+    if device.startswith("cuda"):
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                index = int(device.split(":", 1)[1]) if ":" in device else 0
+                return f"cuda: {torch.cuda.get_device_name(index)}"
+        except (ImportError, ValueError, RuntimeError):
+            pass
+        return device
+    return f"cpu: {cpu_name()}"
+
+
+def run_task(task: CellTask) -> CellOutcome:
+    """Execute a task, catching its failure into the outcome (used by every executor)."""
+    start = time.perf_counter()
+    try:
+        out = execute_cell(task.kind or task.cell.kind, task.cell.params, task.inputs, task.env)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # a failing cell must not stop the others
+        return CellOutcome(
+            None,
+            f"{type(exc).__name__}: {exc}",
+            traceback.format_exc(),
+            time.perf_counter() - start,
+            socket.gethostname(),
+        )
+    device = measured_on(str(task.cell.params.get("model", {}).get("device", "cpu")))
+    return CellOutcome(out, elapsed_s=time.perf_counter() - start, host=socket.gethostname(), device=device)
+
 
 OnResult = Callable[[CellTask, CellOutcome], None]
 
 
 class Executor(Protocol):
-    """Runs a wave of independent cells and reports each outcome through ``on_result``."""
+    """Runs a wave of independent cells and reports each outcome through ``on_result``.
+
+    ``one_at_a_time`` tells the runner that the executor runs tasks one after the other where the runner is: the
+    runner then hands it one task at a time and checks just before each whether another process sharing the
+    results folder has finished it meanwhile.
+    """
 
     name: str
+    one_at_a_time: bool
 
     def run(self, tasks: Sequence[CellTask], on_result: OnResult) -> None:
         """Run every task; call ``on_result(task, outcome)`` once per task, in completion order."""
@@ -39,6 +141,7 @@ class InProcessExecutor:
     """Runs cells one after the other in this process (the default)."""
 
     name = "inprocess"
+    one_at_a_time = True
 
     def run(self, tasks: Sequence[CellTask], on_result: OnResult) -> None:
         """Run every task in order."""
@@ -76,6 +179,7 @@ class RayExecutor:
     """
 
     name = "ray"
+    one_at_a_time = False
 
     def __init__(
         self,

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tpv._fs import atomic_write_bytes, atomic_write_text
+from tpv.bench.executors import cpu_name, measured_on
 
 if TYPE_CHECKING:
     from tpv.bench.config import Config, ConfigLayer
-    from tpv.bench.experiments import Experiment
     from tpv.bench.runner import RunSummary
 
 __all__ = [
@@ -36,6 +33,7 @@ __all__ = [
     "Table",
     "environment",
     "markdown_table",
+    "measured_on",
     "plot_curves",
     "plot_heatmap",
     "write_config",
@@ -79,48 +77,35 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _git(*args: str) -> str | None:
+def _git_dirty() -> bool | None:
+    """Whether the checkout has uncommitted changes to tracked files (``None``: not a git checkout)."""
     root = Path(__file__).resolve().parents[2]
     try:
-        out = subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return None
-    return out
+    return bool(out)
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def environment(device: str = "auto", precision: str = "auto") -> dict[str, Any]:
+    """Where a report was written: :func:`tpv.engine.env.environment`'s record, plus what the report adds.
 
-
-def measured_on(device: str) -> str:
-    """Name the hardware a cell ran on: ``"cuda: <GPU name>"`` for a CUDA device, else ``"cpu: <CPU name>"``.
+    The engine's record (versions, device and its name, precision, threads, CPUs, git commit, time) is extended
+    with ``cpu`` (the CPU's name, also on a GPU machine), ``packages`` (the version of every package the harness
+    uses; ``None`` when missing), ``git_dirty`` and, on a CUDA machine, ``cuda_devices``.
 
     Args:
-        device: the cell's ``model.device`` setting (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...).
+        device: the device the record is about (``"auto"``: CUDA when available, else the CPU).
+        precision: the configured precision (``"auto"`` is resolved for ``device``).
     """
-    if device.startswith("cuda"):
-        try:
-            import torch
+    import torch
 
-            if torch.cuda.is_available():
-                index = int(device.split(":", 1)[1]) if ":" in device else 0
-                return f"cuda: {torch.cuda.get_device_name(index)}"
-        except (ImportError, ValueError, RuntimeError):
-            pass
-        return device
-    return f"cpu: {_cpu_name()}"
+    from tpv.engine.env import environment as engine_environment
+    from tpv.engine.env import resolve_device, resolve_precision
 
-
-def environment() -> dict[str, Any]:
-    """Where the numbers were measured: package versions, Python, platform, CPU, device and git commit."""
+    dev = resolve_device(device)
+    env = engine_environment(dev, resolve_precision(precision, dev))
     versions: dict[str, str | None] = {}
     for name in _PACKAGES:
         try:
@@ -128,30 +113,16 @@ def environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     if versions.get("tpv") is None:  # run from a checkout that is not installed
-        from tpv._version import __version__
-
-        versions["tpv"] = __version__
-    env: dict[str, Any] = {
-        "packages": versions,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "device": "cpu",
-    }
-    try:
-        import torch
-
-        env["torch_threads"] = torch.get_num_threads()
-        if torch.cuda.is_available():
-            env["device"] = f"cuda: {torch.cuda.get_device_name(0)}"
-            env["cuda_devices"] = torch.cuda.device_count()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    env["git"] = {"commit": commit, "dirty": bool(status) if status is not None else None}
+        versions["tpv"] = env["tpv"]
+    env.update({"cpu": cpu_name(), "packages": versions, "git_dirty": _git_dirty()})
+    if dev.type == "cuda":
+        env["cuda_devices"] = torch.cuda.device_count()
     return env
+
+
+def _device_label(env: Mapping[str, Any]) -> str:
+    """``"cuda: <GPU name>"`` or ``"cpu"``: the device of an environment record, as cells name theirs."""
+    return f"cuda: {env['device_name']}" if str(env["device"]).startswith("cuda") else "cpu"
 
 
 def write_config(report_dir: Path, config: Config, layers: Sequence[ConfigLayer] = ()) -> Path:
@@ -270,29 +241,23 @@ def write_report(
     config: Config,
     layers: Sequence[ConfigLayer],
     summary: RunSummary,
-    experiment: Experiment,
+    report: Report,
+    results: Mapping[str, Mapping[str, Any]],
 ) -> Path:
-    """Summarize the finished cells of a run and write ``results.json``, ``results.md`` and the plots.
+    """Write a run's ``results.json``, ``results.md`` and ``config.yaml`` (the plots are already written).
 
     Args:
-        root: the results root (cells under ``root/cells``).
+        root: the results root (the report goes to ``root/<config.name>``).
         config: the run's config.
         layers: the config layers (provenance).
-        summary: the run's summary (failed and blocked cells are listed in the report).
-        experiment: the experiment (its ``summarize`` makes the tables and plots).
+        summary: the run's summary (its cells; failed and missing cells are listed in the report).
+        report: the experiment's summary of the finished cells: JSON summary, tables, figure names.
+        results: cell id -> stored record (``result.json``) of every finished cell of the plan.
 
     Returns:
         The report folder ``root/<config.name>``.
     """
-    from tpv.bench.runner import load_cell_result
-
     report_dir = root / config.name
-    results: dict[str, dict[str, Any]] = {}
-    for cell in summary.cells:
-        stored = load_cell_result(root, cell.id)
-        if stored is not None:
-            results[cell.id] = stored
-    rep = experiment.summarize(config, summary.cells, results, report_dir)
     missing = [c.id for c in summary.cells if c.id not in results]
     write_config(report_dir, config, layers)
     doc = {
@@ -301,13 +266,13 @@ def write_report(
         "description": config.description,
         "config": config.to_dict(),
         "config_layers": [layer.label for layer in layers],
-        "environment": environment(),
+        "environment": environment("auto", str(config.train.get("precision", "auto"))),
         "complete": not missing,
         "missing_cells": missing,
         "failed_cells": dict(summary.failed),
-        "summary": rep.summary,
-        "tables": [t.to_dict() for t in rep.tables],
-        "figures": rep.figures,
+        "summary": report.summary,
+        "tables": [t.to_dict() for t in report.tables],
+        "figures": report.figures,
         "cells": {
             cid: {
                 "name": r.get("name"),
@@ -322,14 +287,15 @@ def write_report(
         },
     }
     atomic_write_text(report_dir / "results.json", json.dumps(_clean(doc), indent=1, sort_keys=False) + "\n")
-    atomic_write_text(report_dir / "results.md", _markdown(config, rep, doc))
+    atomic_write_text(report_dir / "results.md", _markdown(config, report, doc))
     return report_dir
 
 
 def _markdown(config: Config, rep: Report, doc: Mapping[str, Any]) -> str:
     env = doc["environment"]
     pk = env["packages"]
-    commit = env["git"]["commit"]
+    commit = env["git_commit"]
+    device = _device_label(env)
     lines = [
         f"# {config.name}: {config.experiment}",
         "",
@@ -337,13 +303,13 @@ def _markdown(config: Config, rep: Report, doc: Mapping[str, Any]) -> str:
         "",
         f"Model `{config.model.name}` ({config.model.dtype}, {config.model.device}); "
         f"{config.prompt.num_virtual_tokens} virtual tokens; origins {config.prompt.origins}. "
-        f"Measured on {env['device']} ({env['cpu']}, {env['cpu_count']} CPUs), tpv {pk.get('tpv')}, "
+        f"Measured on {device} ({env['cpu']}, {env['cpu_count']} CPUs), tpv {pk.get('tpv')}, "
         f"torch {pk.get('torch')}, transformers {pk.get('transformers')}, commit "
-        f"{(commit or 'unknown')[:10]}{' (dirty)' if env['git']['dirty'] else ''}.",
+        f"{(commit or 'unknown')[:10]}{' (dirty)' if env['git_dirty'] else ''}.",
         "",
     ]
     ran_on = Counter(cell.get("device") or "not recorded" for cell in doc["cells"].values())
-    here = {env["device"], f"cpu: {env['cpu']}"}
+    here = {device, f"cpu: {env['cpu']}"}
     if ran_on and not set(ran_on) <= here:
         where = ", ".join(f"{d} ({n} cells)" for d, n in sorted(ran_on.items()))
         lines += [f"This report was written on the machine above; its cells ran on: {where}.", ""]

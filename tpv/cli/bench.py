@@ -113,8 +113,8 @@ def run_command(
     * `tpv bench run fewshot gpu --executor ray --address auto`
     * `tpv bench run my.yaml --set prompt.origins=[0,1] --out /tmp/bench`
     """
+    from tpv.bench.api import run
     from tpv.bench.config import load_config
-    from tpv.bench.runner import run
 
     config, layers = load_config(*configs, overrides=overrides or ())
     if dry_run:
@@ -165,8 +165,8 @@ def report_command(
     Examples:
     * `tpv bench report fewshot`   (tables and plots of the few-shot cells finished so far)
     """
+    from tpv.bench.api import report
     from tpv.bench.config import load_config
-    from tpv.bench.runner import report
 
     config, layers = load_config(*configs, overrides=overrides or ())
     summary = report(config, out, layers=layers)
@@ -216,8 +216,8 @@ def list_command() -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from tpv.bench.api import run
     from tpv.bench.config import config_dir, list_configs, load_config
-    from tpv.bench.runner import run
 
     console = Console(soft_wrap=True, highlight=False)
     folder = config_dir()

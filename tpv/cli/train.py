@@ -7,12 +7,28 @@ one line and exits with status 2. ``python -m tpv.cli.train train ...`` runs the
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import os
 import subprocess
 import sys
+import types
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Literal,
+    Optional,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 import typer
 
@@ -21,9 +37,8 @@ from tpv.engine.config import LrRule, TrainConfig
 from tpv.errors import ConfigError
 
 if TYPE_CHECKING:
-    from tpv.engine.loop import TrainEvent
+    from tpv.engine.records import TrainEvent
 
-_help = {name: TrainConfig.help(name) for name in TrainConfig.field_names()}
 _LAUNCHED = "TPV_ACCELERATE_LAUNCHED"
 _THREADS = (
     "CPU threads for torch (default: torch's choice, one per core); 1 is fastest on a machine other jobs keep busy."
@@ -59,30 +74,133 @@ def _relaunch(num_processes: int) -> int:
     return subprocess.call(cmd, env={**os.environ, _LAUNCHED: "1"})
 
 
+# -- TrainConfig fields as options -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Adapt:
+    """How one TrainConfig field differs on the command line from what its type says."""
+
+    cli_type: Any
+    to_config: Callable[[Any], Any]
+    help_suffix: str = ""
+
+
+def _parse_lr(text: str) -> float | LrRule:
+    """``--lr``: a positive number, ``auto`` or ``range-test``."""
+    if text == "auto":
+        return "auto"
+    if text == "range-test":
+        return "range-test"
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"--lr {text!r}: must be a positive number, 'auto' or 'range-test'") from None
+
+
+CONFIG_OPTIONS: tuple[str, ...] = (
+    "steps",
+    "batch_size",
+    "grad_accum",
+    "lr",
+    "optimizer",
+    "weight_decay",
+    "warmup",
+    "eval_every",
+    "eval_examples",
+    "patience",
+    "save_every",
+    "seed",
+    "precision",
+    "device",
+    "max_length",
+    "num_virtual_tokens",
+    "init",
+    "init_text",
+    "origin_seed",
+    "loss",
+)
+"""The :class:`~tpv.engine.config.TrainConfig` fields that ``tpv train`` takes as options (``--batch-size`` for
+``batch_size``): default and help come from the field, the type from its annotation (see :func:`_config_option`)."""
+
+_ADAPT: dict[str, _Adapt] = {
+    "lr": _Adapt(str, _parse_lr),
+    "eval_examples": _Adapt(int, lambda n: n or None, " 0 scores all."),
+}
+"""Fields whose command-line form differs: ``--lr`` is text (a number or a rule), ``--eval-examples 0`` is None."""
+
+
+def _cli_type(hint: Any) -> Any:
+    """The option type of a field's annotation: a Literal is text (TrainConfig checks it), ``X | None`` optional."""
+    if get_origin(hint) is Literal:
+        return str
+    if get_origin(hint) in (Union, types.UnionType):
+        kept = [arg for arg in get_args(hint) if arg is not type(None)]
+        if len(kept) == 1 and len(kept) < len(get_args(hint)):
+            return Optional[_cli_type(kept[0])]  # noqa: UP045 (typer reads typing.Optional)
+        raise TypeError(f"no command-line form for the annotation {hint!r}; add the field to _ADAPT")
+    if hint in (int, float, str, bool):
+        return hint
+    raise TypeError(f"no command-line form for the annotation {hint!r}; add the field to _ADAPT")
+
+
+def _config_option(field: dataclasses.Field[Any], hint: Any) -> inspect.Parameter:
+    """The keyword parameter, typer-annotated, of one TrainConfig field: its default, type and help."""
+    adapt = _ADAPT.get(field.name)
+    cli_type = adapt.cli_type if adapt is not None else _cli_type(hint)
+    text = str(field.metadata.get("help", "")) + (adapt.help_suffix if adapt is not None else "")
+    return inspect.Parameter(
+        field.name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=field.default,
+        annotation=Annotated[cli_type, typer.Option(help=text)],
+    )
+
+
+def _to_config(options: Mapping[str, Any]) -> TrainConfig:
+    """The TrainConfig of a command's generated options (``--lr`` parsed, ``--eval-examples 0`` as None)."""
+    values = {}
+    for name, value in options.items():
+        adapt = _ADAPT.get(name)
+        values[name] = adapt.to_config(value) if adapt is not None else value
+    return TrainConfig(**values)
+
+
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+
+
+def config_options(names: Sequence[str], *, after: str) -> Callable[[_Command], _Command]:
+    """Give a typer command one option per named TrainConfig field, received in its ``**options``.
+
+    The command's signature (what typer reads) becomes its own parameters with the fields' options inserted after
+    ``after``, so each option's default and help have one source, the field.
+
+    Args:
+        names: TrainConfig field names, in the order the options are listed.
+        after: the command parameter the options follow.
+
+    Returns:
+        A decorator that sets the command's ``__signature__``.
+    """
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    hints = get_type_hints(TrainConfig)
+    generated = [_config_option(fields[name], hints[name]) for name in names]
+
+    def decorate(command: _Command) -> _Command:
+        own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.kind != p.VAR_KEYWORD]
+        at = next(i for i, p in enumerate(own) if p.name == after) + 1
+        rest = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[at:]]
+        command.__signature__ = inspect.Signature([*own[:at], *generated, *rest])  # type: ignore[attr-defined]
+        return command
+
+    return decorate
+
+
+@config_options(CONFIG_OPTIONS, after="model")
 def train_command(
     task: Annotated[str, typer.Argument(help="A registered task (see `tpv tasks list`), e.g. rotten_tomatoes.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The run folder: adapter/, vector, origin, run.json.")],
     model: Annotated[str, typer.Option(help="Model name, local folder or Hub id.")] = "smollm2-135m",
-    steps: Annotated[int, typer.Option(help=_help["steps"])] = 200,
-    batch_size: Annotated[int, typer.Option(help=_help["batch_size"])] = 8,
-    grad_accum: Annotated[int, typer.Option(help=_help["grad_accum"])] = 1,
-    lr: Annotated[str, typer.Option(help=_help["lr"])] = "auto",
-    optimizer: Annotated[str, typer.Option(help=_help["optimizer"])] = "adamw",
-    weight_decay: Annotated[float, typer.Option(help=_help["weight_decay"])] = 1e-5,
-    warmup: Annotated[int, typer.Option(help=_help["warmup"])] = 0,
-    eval_every: Annotated[int, typer.Option(help=_help["eval_every"])] = 50,
-    eval_examples: Annotated[int, typer.Option(help=_help["eval_examples"] + " 0 scores all.")] = 200,
-    patience: Annotated[Optional[int], typer.Option(help=_help["patience"])] = None,  # noqa: UP045
-    save_every: Annotated[Optional[int], typer.Option(help=_help["save_every"])] = None,  # noqa: UP045
-    seed: Annotated[int, typer.Option(help=_help["seed"])] = 0,
-    precision: Annotated[str, typer.Option(help=_help["precision"])] = "auto",
-    device: Annotated[str, typer.Option(help=_help["device"])] = "auto",
-    max_length: Annotated[int, typer.Option(help=_help["max_length"])] = 256,
-    num_virtual_tokens: Annotated[Optional[int], typer.Option(help=_help["num_virtual_tokens"])] = None,  # noqa: UP045
-    init: Annotated[str, typer.Option(help=_help["init"])] = "first-n-vocab",
-    init_text: Annotated[Optional[str], typer.Option(help=_help["init_text"])] = None,  # noqa: UP045
-    origin_seed: Annotated[int, typer.Option(help=_help["origin_seed"])] = 0,
-    loss: Annotated[str, typer.Option(help=_help["loss"])] = "full-vocab",
     origin: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option(help="Start from this origin file (so vectors of several tasks share it)."),
@@ -103,6 +221,7 @@ def train_command(
     num_processes: Annotated[int, typer.Option(help="Processes for --launcher accelerate.")] = 2,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
     threads: Annotated[Optional[int], typer.Option(help=_THREADS)] = None,  # noqa: UP045
+    **options: Any,
 ) -> None:
     """Tune a soft prompt on a task and save its adapter, origin, task prompt vector and run.json.
 
@@ -116,28 +235,7 @@ def train_command(
         raise ConfigError(f"--launcher {launcher!r}: must be 'none' or 'accelerate'")
     if launcher == "accelerate" and not _under_launcher():
         raise typer.Exit(_relaunch(num_processes))
-    config = TrainConfig(
-        steps=steps,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        lr=_parse_lr(lr),
-        optimizer=optimizer,  # type: ignore[arg-type]
-        weight_decay=weight_decay,
-        warmup=warmup,
-        eval_every=eval_every,
-        eval_examples=eval_examples or None,
-        patience=patience,
-        save_every=save_every,
-        seed=seed,
-        precision=precision,  # type: ignore[arg-type]
-        device=device,  # type: ignore[arg-type]
-        max_length=max_length,
-        num_virtual_tokens=num_virtual_tokens,
-        init=init,  # type: ignore[arg-type]
-        init_text=init_text,
-        origin_seed=origin_seed,
-        loss=loss,  # type: ignore[arg-type]
-    )
+    config = _to_config(options)  # the TrainConfig fields' options (see config_options)
     start, org = _init_from_files(origin, vector)
     from tpv.engine.loop import train
 
@@ -174,18 +272,6 @@ def train_command(
     for line in result.warnings:
         console.print(f"warning: {line}")
     typer.echo(json.dumps(summary))
-
-
-def _parse_lr(text: str) -> float | LrRule:
-    """``--lr``: a positive number, ``auto`` or ``range-test``."""
-    if text == "auto":
-        return "auto"
-    if text == "range-test":
-        return "range-test"
-    try:
-        return float(text)
-    except ValueError:
-        raise ConfigError(f"--lr {text!r}: must be a positive number, 'auto' or 'range-test'") from None
 
 
 def _printer(console: Any) -> Any:
@@ -238,7 +324,8 @@ def eval_command(
     Example: `tpv eval runs/rt --split test --max-examples 500`
     """
     from tpv.adapters import init_prompt_tuning
-    from tpv.engine.loop import RUN_FILE, evaluate
+    from tpv.engine.evaluation import evaluate
+    from tpv.engine.runfolder import ADAPTER_DIR, ORIGIN_FILE, RUN_FILE, RUN_VECTOR_FILE, read_run
     from tpv.files import load_origin, load_vector
     from tpv.models import load_model, load_tokenizer
 
@@ -248,9 +335,9 @@ def eval_command(
         path = run / RUN_FILE
         if not path.is_file():
             raise ConfigError(f"{str(run)!r} holds no {RUN_FILE}: not a finished `tpv train` run")
-        recorded = _read_run(path)
-        origin = origin or run / "origin.safetensors"
-        vector = vector or [run / "vector.safetensors"]
+        recorded = read_run(path)
+        origin = origin or run / ORIGIN_FILE
+        vector = vector or [run / RUN_VECTOR_FILE]
     if origin is None:
         raise ConfigError("give a run folder, or --origin (and optionally --vector) to score")
     if split not in ("train", "validation", "test"):
@@ -275,7 +362,7 @@ def eval_command(
     base = load_model(model_name, task_type=kind, num_labels=num_labels)
     peft_model = init_prompt_tuning(base, start, origin=org if vector else None, task_type=kind)
     if kind == "seq-cls" and run is not None:
-        _load_head(peft_model, run / "adapter")
+        _load_head(peft_model, run / ADAPTER_DIR)
     result = evaluate(
         peft_model,
         load_tokenizer(model_name),
@@ -298,32 +385,6 @@ def eval_command(
         f"{task_name} ({split}, {result['examples']} examples): {result['metric']} {result['score']:.4f}, "
         f"accuracy {result['accuracy']:.4f}, {result['examples_per_s']:.1f} examples/s"
     )
-
-
-def _read_run(path: Path) -> dict[str, Any]:
-    """A run's ``run.json``, checked: a JSON object whose task, model and kind are strings and label words a list."""
-    from tpv._fs import open_regular
-
-    try:
-        with open_regular(path) as fh:
-            recorded = json.loads(fh.read().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(
-            f"{path}: not a readable run record ({exc}); re-run `tpv train` or pass --task/--model"
-        ) from None
-    problems = []
-    if not isinstance(recorded, dict):
-        problems.append(f"it is a JSON {type(recorded).__name__}, not an object")
-    else:
-        for key in ("task", "model", "kind"):
-            if key in recorded and not isinstance(recorded[key], str):
-                problems.append(f"{key!r} is not a string")
-        words = recorded.get("label_words")
-        if words is not None and not (isinstance(words, list) and all(isinstance(w, str) for w in words)):
-            problems.append("'label_words' is not a list of strings")
-    if problems:
-        raise ConfigError(f"{path}: not a valid run record: {'; '.join(problems)}; re-run `tpv train`")
-    return recorded  # type: ignore[no-any-return]
 
 
 def _load_head(peft_model: Any, adapter_dir: Path) -> None:

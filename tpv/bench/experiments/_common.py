@@ -1,0 +1,316 @@
+"""What the experiments share: planning helpers and the work done inside cells.
+
+Planning helpers build cell parameters, the task layout and time estimates; the in-cell work loads models and
+data, draws origins, tunes through :func:`tpv.engine.train` and scores through :func:`tpv.engine.evaluate` and
+:class:`tpv.search.BatchedPromptScorer`.
+
+Planning helpers run where the plan is made and read the config; in-cell helpers run inside cell functions
+(possibly on a Ray worker) and read only the cell's plain-JSON parameters.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tpv.bench.cells import Cell, make_cell
+from tpv.errors import ConfigError, TaskError
+
+if TYPE_CHECKING:
+    import torch
+
+    from tpv.bench.config import Config
+    from tpv.origin import Origin
+    from tpv.tasks.spec import Example, TaskSpec
+    from tpv.vector import TaskPromptVector
+
+CELL_VECTOR_FILE = "vector.safetensors"
+"""The artifact holding a tuned cell's task prompt vector."""
+
+
+# -- planning ---------------------------------------------------------------------------------------------------
+
+
+def model_params(config: Config) -> dict[str, Any]:
+    m = config.model
+    return {"name": m.name, "task_type": m.task_type, "dtype": m.dtype, "device": m.device}
+
+
+def prompt_params(config: Config) -> dict[str, Any]:
+    p = config.prompt
+    return {"num_virtual_tokens": p.num_virtual_tokens, "init": p.init, "init_params": dict(p.init_params)}
+
+
+def data_params(config: Config) -> dict[str, Any]:
+    d = config.data
+    return {"max_train": d.max_train, "max_validation": d.max_validation, "max_test": d.max_test, "seed": d.seed}
+
+
+def common_params(config: Config) -> dict[str, Any]:
+    return {"model": model_params(config), "prompt": prompt_params(config), "data": data_params(config)}
+
+
+def check_task(name: str) -> None:
+    from tpv.tasks import get_task
+
+    try:
+        get_task(name)
+    except TaskError as exc:
+        raise ConfigError(f"config tasks: {exc}") from None
+
+
+def task_layout(config: Config) -> tuple[list[str], list[str], dict[str, list[str]]]:
+    """``(sources, targets, target -> its sources)`` from the config's groups and explicit lists.
+
+    A target's sources are those of its group (restricted to ``tasks.sources`` when given); targets named
+    outside any group use every source.
+
+    Raises:
+        ConfigError: an unknown group or task.
+    """
+    from tpv.tasks import get_group
+
+    group_sources: dict[str, list[str]] = {}
+    sources: list[str] = []
+    targets: list[str] = []
+    for gname in config.tasks.groups:
+        try:
+            group = get_group(gname)
+        except TaskError as exc:
+            raise ConfigError(f"config tasks.groups: {exc}") from None
+        sources += [s for s in group.sources if s not in sources]
+        for t in group.targets:
+            if t not in targets:
+                targets.append(t)
+            group_sources[t] = list(group.sources)
+    if config.tasks.sources is not None:
+        sources = list(config.tasks.sources)
+    if config.tasks.targets is not None:
+        targets = list(config.tasks.targets)
+    for name in (*sources, *targets):
+        check_task(name)
+    per_target = {}
+    for t in targets:
+        own = [s for s in group_sources.get(t, sources) if s in sources]
+        per_target[t] = own or list(sources)
+    return sources, targets, per_target
+
+
+def train_cost(config: Config, steps: int, evals: int) -> float:
+    rt = config.runtime
+    return rt.model_load_seconds + steps * rt.seconds_per_step + evals / rt.eval_examples_per_second
+
+
+def train_config(options: Mapping[str, Any]) -> Any:
+    from tpv.engine.config import TrainConfig
+
+    return TrainConfig(**options)
+
+
+def eval_params(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The scoring settings of the training options (batch size, length, precision), resolved."""
+    cfg = train_config(options)
+    return {"eval_batch_size": cfg.eval_batch_size, "max_length": cfg.max_length, "precision": cfg.precision}
+
+
+def train_steps(options: Mapping[str, Any]) -> int:
+    return int(train_config(options).steps)
+
+
+def validation_evals(options: Mapping[str, Any], n_val: int) -> int:
+    """Validation examples scored during one training run (for the estimate)."""
+    cfg = train_config(options)
+    per_eval = min(n_val, cfg.eval_examples or n_val)
+    evaluations = 1 + (cfg.steps // cfg.eval_every if cfg.eval_every else 0)
+    return per_eval * evaluations
+
+
+def source_cell(config: Config, task: str, origin: int) -> Cell:
+    """The cell that tunes ``task`` from origin seed ``origin`` (shared by every experiment)."""
+    opts = config.train_options()
+    params = {**common_params(config), "task": task, "origin": origin, "train": opts}
+    est = train_cost(
+        config, train_steps(opts), validation_evals(opts, config.data.max_validation) + config.data.max_test
+    )
+    return make_cell("source", f"{task}/o{origin}", params, stage="sources", estimate_s=est)
+
+
+# -- in-cell work ------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4)
+def cached_tokenizer(name: str) -> Any:
+    from tpv.models import load_tokenizer
+
+    return load_tokenizer(name)
+
+
+def load_cell_model(mp: Mapping[str, Any]) -> Any:
+    import torch
+
+    from tpv.models import load_model
+
+    return load_model(mp["name"], task_type=mp["task_type"], dtype=getattr(torch, mp["dtype"]), device=mp["device"])
+
+
+def build_origin(model: Any, pp: Mapping[str, Any], seed: int) -> Origin:
+    from tpv.adapters import make_origin
+
+    return make_origin(
+        model, pp["init"], num_virtual_tokens=int(pp["num_virtual_tokens"]), seed=int(seed), **dict(pp["init_params"])
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def task_data(task: str, seed: int) -> Any:
+    from tpv.tasks import load_task
+
+    return load_task(task, seed=seed)
+
+
+def cell_data(task: str, dp: Mapping[str, Any]) -> tuple[TaskSpec, list[Example], list[Example], list[Example]]:
+    from tpv.tasks import stratified_cap
+
+    data = task_data(task, int(dp["seed"]))
+    return (
+        data.spec,
+        stratified_cap(data.train, dp["max_train"]),
+        stratified_cap(data.validation, dp["max_validation"]),
+        stratified_cap(data.test, dp["max_test"]),
+    )
+
+
+def vector_bytes(vector: TaskPromptVector, provenance: Mapping[str, Any] | None = None) -> bytes:
+    from tpv.files import save
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save(vector, Path(tmp) / CELL_VECTOR_FILE, provenance=dict(provenance) if provenance else None)
+        return path.read_bytes()
+
+
+def vector_from(data: bytes) -> TaskPromptVector:
+    from tpv.files import load_vector
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / CELL_VECTOR_FILE
+        path.write_bytes(data)
+        return load_vector(path)
+
+
+def tune(
+    model: Any,
+    tokenizer: Any,
+    train: Sequence[Example],
+    validation: Sequence[Example],
+    label_words: Sequence[str],
+    *,
+    init: Origin | TaskPromptVector,
+    origin: Origin,
+    options: Mapping[str, Any],
+    task: str,
+    metric: str,
+) -> tuple[TaskPromptVector, Any, dict[str, Any]]:
+    """Prompt-tune from ``init`` (tpv's engine); returns the vector (relative to ``origin``), the run and stats."""
+    from tpv.engine import train as train_prompt
+
+    result = train_prompt(
+        model,
+        tokenizer,
+        list(train),
+        task=task,
+        label_words=tuple(label_words),
+        validation=list(validation) or None,
+        metric=metric,
+        init=init,
+        origin=origin,
+        config=train_config(options),
+        progress=False,
+    )
+    info = {
+        "steps": result.steps,
+        "seconds": round(result.seconds, 3),
+        "steps_per_second": result.steps_per_second,
+        "best_step": result.best_step,
+        "best_validation": result.best_score,
+        "final_loss": result.history[-1]["loss"] if result.history else None,
+    }
+    return result.vector, result, info
+
+
+def score_prompt(
+    model: Any,
+    tokenizer: Any,
+    prompt: torch.Tensor | None,
+    examples: Sequence[Example],
+    spec: TaskSpec,
+    options: Mapping[str, Any],
+) -> float:
+    """The task metric on ``examples`` of ``prompt`` (a fresh PEFT model around ``model``) or of a PEFT model."""
+    from tpv.adapters import init_prompt_tuning
+    from tpv.engine import evaluate
+
+    cfg = train_config(options)
+    peft = init_prompt_tuning(model, prompt) if prompt is not None else model
+    out = evaluate(
+        peft,
+        tokenizer,
+        list(examples),
+        label_words=tuple(spec.label_words),
+        metric=spec.metric,
+        batch_size=cfg.eval_batch_size,
+        max_length=cfg.max_length,
+        precision=cfg.precision,
+    )
+    return float(out["score"])
+
+
+def score_prompts(
+    model: Any,
+    tokenizer: Any,
+    prompts: torch.Tensor,
+    examples: Sequence[Example],
+    spec: TaskSpec,
+    options: Mapping[str, Any],
+    task_type: str,
+) -> list[float]:
+    """Accuracy of many candidate prompts ``(c, rows, dim)``: batched (tpv.search's scorer) on causal LMs."""
+    cfg = train_config(options)
+    if task_type == "causal-lm":
+        from tpv.search import BatchedPromptScorer
+
+        scorer = BatchedPromptScorer(
+            model,
+            tokenizer,
+            [ex.text for ex in examples],
+            [int(ex.label) for ex in examples],
+            tuple(spec.label_words),
+            batch_size=cfg.eval_batch_size,
+            max_length=cfg.max_length,
+        )
+        return [float(x) for x in scorer(prompts)]
+    out = []
+    for prompt in prompts:  # other model types: one engine evaluation per candidate, on a fresh PEFT model
+        from tpv.adapters import init_prompt_tuning
+        from tpv.engine import evaluate
+
+        peft = init_prompt_tuning(model, prompt)
+        res = evaluate(peft, tokenizer, list(examples), label_words=tuple(spec.label_words), metric="accuracy",
+                       batch_size=cfg.eval_batch_size, max_length=cfg.max_length, precision=cfg.precision)  # fmt: skip
+        out.append(float(res["score"]))
+        model = peft.unload() if hasattr(peft, "unload") else peft.get_base_model()
+    return out
+
+
+# -- summaries -------------------------------------------------------------------------------------------------
+
+
+def metrics_of(results: Mapping[str, Mapping[str, Any]], cells: Sequence[Cell], kind: str) -> list[tuple[Cell, Any]]:
+    return [(c, results[c.id]["metrics"]) for c in cells if c.kind == kind and c.id in results]
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{100 * x:.1f}"

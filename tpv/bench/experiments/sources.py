@@ -1,0 +1,115 @@
+"""Experiment ``sources``: source prompts tuned from several origins; test metric mean ± std per task.
+
+Its ``source`` cell (tune one task from one origin, score it on the test set) is shared by ``cross_origin``,
+``fewshot`` and ``similarity``: run into one results root, they reuse these tunings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tpv.bench.cells import Cell, CellInput, CellKind, CellOutput
+from tpv.bench.experiments._common import (
+    CELL_VECTOR_FILE,
+    build_origin,
+    cached_tokenizer,
+    cell_data,
+    load_cell_model,
+    metrics_of,
+    pct,
+    score_prompt,
+    source_cell,
+    task_layout,
+    tune,
+    vector_bytes,
+)
+from tpv.bench.report import Report, Table
+from tpv.bench.stats import summarize
+
+if TYPE_CHECKING:
+    from tpv.bench.config import Config
+
+__all__ = ["EXPERIMENT", "KINDS", "source_table"]
+
+
+def _source(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Mapping[str, Any]) -> CellOutput:
+    """Tune one task from one origin; score the tuned prompt on the test set."""
+    start = time.perf_counter()
+    model = load_cell_model(params["model"])
+    tok = cached_tokenizer(params["model"]["name"])
+    origin = build_origin(model, params["prompt"], params["origin"])
+    spec, train, validation, test = cell_data(params["task"], params["data"])
+    vector, result, info = tune(
+        model,
+        tok,
+        train,
+        validation,
+        spec.label_words,
+        init=origin,
+        origin=origin,
+        options=params["train"],
+        task=spec.name,
+        metric=spec.metric,
+    )
+    score = score_prompt(result.model, tok, None, test, spec, params["train"])
+    metrics = {
+        "task": spec.name,
+        "metric": spec.metric,
+        "origin": params["origin"],
+        "origin_id": origin.id,
+        "test": score,
+        "n_train": len(train),
+        "n_test": len(test),
+        "train": info,
+        "seconds": time.perf_counter() - start,
+    }
+    return CellOutput(metrics, {CELL_VECTOR_FILE: vector_bytes(vector, {"bench": {"task": spec.name}})})
+
+
+def source_table(config: Config, cells: Sequence[Cell], results: Mapping[str, Mapping[str, Any]]) -> tuple[Table, dict]:
+    """The table of the source tunings' test scores by task and origin, and its JSON summary."""
+    rows = []
+    summary: dict[str, Any] = {}
+    by_task: dict[str, dict[int, float]] = {}
+    metric_of: dict[str, str] = {}
+    for _c, m in metrics_of(results, cells, "source"):
+        by_task.setdefault(m["task"], {})[int(m["origin"])] = float(m["test"])
+        metric_of[m["task"]] = m["metric"]
+    origins = list(config.prompt.origins)
+    for task, scores in by_task.items():
+        s = summarize(list(scores.values()))
+        summary[task] = {"metric": metric_of[task], "per_origin": scores, **s.to_dict()}
+        rows.append([task, metric_of[task], *(pct(scores.get(o)) for o in origins), s.format()])
+    if by_task:
+        overall = summarize([summary[t]["mean"] for t in by_task])
+        summary["average"] = overall.to_dict()
+        rows.append(["**average**", "", *("" for _ in origins), pct(overall.mean)])
+    table = Table(
+        "Source prompts: test score by origin",
+        ["task", "metric", *(f"origin {o}" for o in origins), "mean ± std"],
+        rows,
+        "Scores in %. Each origin is a different random init (first-n-vocab embeddings) the prompt was tuned from.",
+    )
+    return table, summary
+
+
+class _Sources:
+    name = "sources"
+    description = "Source prompts tuned from several origins (test metric mean ± std per task)."
+
+    def plan(self, config: Config) -> list[Cell]:
+        sources, _t, _p = task_layout(config)
+        return [source_cell(config, t, o) for t in sources for o in config.prompt.origins]
+
+    def summarize(
+        self, config: Config, cells: Sequence[Cell], results: Mapping[str, Mapping[str, Any]], report_dir: Path
+    ) -> Report:
+        table, summary = source_table(config, cells, results)
+        return Report({"sources": summary}, [table])
+
+
+EXPERIMENT = _Sources()
+KINDS = (CellKind("source", _source, version=1),)
