@@ -599,3 +599,19 @@ def test_evaluate_takes_a_train_result(tiny: Any) -> None:
     assert run.tokenizer is tok
     assert evaluate(run, examples=toy(), label_words=WORDS)["accuracy"] == evaluate(
         run.model, tok, toy(), label_words=WORDS)["accuracy"]  # fmt: skip
+
+
+def test_train_result_displays_briefly() -> None:
+    """A TrainResult's repr is one line (not the model and tokenizer), its notebook table names score and norm."""
+    from tests.tiny_models import build_tiny
+
+    model, tok = build_tiny("llama")
+    words = (" yes", " no")
+    from tpv.tasks import Example
+
+    data = [Example(f"text {i}", i % 2) for i in range(8)]
+    run = train(model, tok, data, label_words=words, validation=data[:4], steps=2, eval_every=1, lr=0.01)
+    line = repr(run)
+    assert line.startswith("TrainResult(") and "\n" not in line and len(line) < 200
+    page = run._repr_html_()
+    assert "best validation score" in page and "||tuned - origin|| / ||origin||" in page and run.task in page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -298,3 +299,59 @@ def test_allclose_and_to() -> None:
     a = vec(torch.ones(3, 4))
     assert a.allclose(a + 1e-12 * vec(torch.ones(3, 4)) - 1e-12 * vec(torch.ones(3, 4)))
     assert a.to(torch.float32).dtype == torch.float32
+
+
+# -- model identity and display -------------------------------------------------------------------------------------
+
+
+def test_a_converted_packaged_folder_is_recorded_under_the_packaged_name(tmp_path: Path) -> None:
+    """A vector labelled with the folder tpv converted a packaged model into combines with one labelled by name."""
+    import json
+
+    from tests.tiny_models import build_tiny
+    from tpv.models import model_name
+
+    folder = tmp_path / "models" / "tiny-packaged"
+    model, _ = build_tiny("llama")
+    model.save_pretrained(folder)
+    (folder / "tpv_source.json").write_text(json.dumps({"source": {"name": "tiny-packaged"}}))
+    from transformers import AutoModelForCausalLM
+
+    again = AutoModelForCausalLM.from_pretrained(folder)
+    assert model_name(again) == "tiny-packaged"  # not the cache path
+    o = tpv.Origin.gaussian(num_virtual_tokens=2, token_dim=4, seed=0, base_model="tiny-packaged")
+    by_path = tpv.TaskPromptVector.from_prompts(o.tensor + 1, o, task="a", base_model=str(folder))
+    by_name = tpv.TaskPromptVector.from_prompts(o.tensor - 1, o, task="b")
+    assert by_path.base_model == "tiny-packaged"
+    assert dict((by_path + by_name).terms) == {"a": 1.0, "b": 1.0}
+
+
+def test_with_base_model_relabels_explicitly() -> None:
+    """Two names of one model refuse to combine until one is relabelled; values, origin and terms are kept."""
+    o = tpv.Origin.gaussian(num_virtual_tokens=2, token_dim=4, seed=0, base_model="org/model")
+    a = tpv.TaskPromptVector.from_prompts(o.tensor + 1, o, task="a")
+    b = tpv.TaskPromptVector.from_prompts(o.tensor - 1, o, task="b", base_model="/copies/model")
+    with pytest.raises(tpv.IncompatibleVectorsError, match="different base models"):
+        _ = a + b
+    relabelled = b.with_base_model("org/model")
+    assert torch.equal(relabelled.tensor, b.tensor) and dict(relabelled.terms) == {"b": 1.0}
+    assert dict((a + relabelled).terms) == {"a": 1.0, "b": 1.0}
+    moved = o.with_base_model("other")
+    assert moved.id == o.id and moved.base_model == "other" and torch.equal(moved.tensor, o.tensor)
+
+
+def test_notebook_displays_name_what_matters() -> None:
+    """The HTML and pretty displays of vectors and origins show terms, shape, norm, origin and model (escaped)."""
+    o = tpv.Origin.gaussian(num_virtual_tokens=2, token_dim=4, seed=3, base_model="m<1>")
+    v = 2 * tpv.TaskPromptVector.from_prompts(o.tensor + 1, o, task="sst2")
+    page = v._repr_html_()
+    assert "{sst2: 2}" in page and "m&lt;1&gt;" in page and o.id in page and f"{v.norm():.4g}" in page
+    assert "seed 3" in o._repr_html_()
+    printed: list[str] = []
+
+    class Printer:  # the one method of IPython's pretty printer that _repr_pretty_ calls
+        def text(self, s: str) -> None:
+            printed.append(s)
+
+    v._repr_pretty_(Printer(), False)
+    assert printed[0].startswith("TaskPromptVector") and "2 x 4 (2 virtual tokens)" in printed[0]

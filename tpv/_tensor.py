@@ -128,3 +128,20 @@ class PromptShape:
     def dtype(self) -> torch.dtype:
         """Floating dtype of the values."""
         return self._tensor.dtype
+
+
+def html_table(title: str, fields: dict[str, str]) -> str:
+    """A small HTML table (notebooks' ``_repr_html_``): the title, then one row per field."""
+    import html
+
+    rows = "".join(
+        f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>{html.escape(v)}</td></tr>"
+        for k, v in fields.items()
+    )
+    return f"<table><caption style='text-align:left'><b>{html.escape(title)}</b></caption>{rows}</table>"
+
+
+def text_summary(title: str, fields: dict[str, str]) -> str:
+    """The same summary as aligned text (IPython's pretty printer)."""
+    width = max(map(len, fields), default=0)
+    return "\n".join([title, *(f"  {k.ljust(width)}  {v}" for k, v in fields.items())])

@@ -52,8 +52,9 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import torch
 
 from tpv._fs import atomic_dir, atomic_write_text
+from tpv._model_id import MARKER, canonical_model_id
+from tpv._tensor import UNKNOWN_MODEL
 from tpv.errors import ConfigError, ModelError
-from tpv.vector import UNKNOWN_MODEL
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -81,7 +82,6 @@ logger = logging.getLogger(__name__)
 TaskType = Literal["causal-lm", "seq2seq", "seq-cls"]
 TASK_TYPES: tuple[str, ...] = get_args(TaskType)
 DEFAULT_MODEL = "smollm2-135m"
-_MARKER = "tpv_source.json"
 _NAME_ATTR = "_tpv_model_name"
 _DEVICES = ("cpu", "cuda", "mps", "auto")
 
@@ -243,7 +243,7 @@ def _source_record(spec: PackagedModel) -> dict[str, Any]:
 
 
 def _is_converted(spec: PackagedModel) -> bool:
-    marker = _converted_dir(spec) / _MARKER
+    marker = _converted_dir(spec) / MARKER
     try:
         recorded = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -303,7 +303,7 @@ def _convert(spec: PackagedModel) -> Path:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             record = {"source": _source_record(spec), "converted_with": _versions()}
-            atomic_write_text(tmp / _MARKER, json.dumps(record, indent=2, sort_keys=True) + "\n")
+            atomic_write_text(tmp / MARKER, json.dumps(record, indent=2, sort_keys=True) + "\n")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     logger.info("converted %s in %.1f s", spec.name, time.perf_counter() - start)
@@ -617,8 +617,8 @@ def model_name(model: Any) -> str:
         model: a model from :func:`load_model` or ``from_pretrained``, or a PEFT model wrapping one.
 
     Returns:
-        The tpv packaged name when the model was loaded through one, else ``config._name_or_path``, else
-        ``"unknown"``.
+        The tpv packaged name when the model was loaded through one (or from the folder tpv converted it into),
+        else ``config._name_or_path``, else ``"unknown"``.
     """
     base = unwrap_model(model)
     packaged = getattr(base, "__dict__", {}).get(_NAME_ATTR)
@@ -626,7 +626,7 @@ def model_name(model: Any) -> str:
         return packaged
     config = getattr(base, "config", None)
     path = getattr(config, "_name_or_path", "") if config is not None else ""
-    return str(path) if path else UNKNOWN_MODEL
+    return canonical_model_id(str(path)) if path else UNKNOWN_MODEL
 
 
 def list_models() -> list[ModelInfo]:

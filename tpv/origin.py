@@ -33,7 +33,8 @@ from typing import Any, Literal, get_args
 
 import torch
 
-from tpv._tensor import UNKNOWN_MODEL, PromptShape, check_prompt_tensor, content_hash
+from tpv._model_id import canonical_model_id
+from tpv._tensor import UNKNOWN_MODEL, PromptShape, check_prompt_tensor, content_hash, html_table, text_summary
 from tpv.errors import ConfigError, InvalidVectorError
 
 __all__ = ["InitKind", "Origin"]
@@ -160,7 +161,7 @@ class Origin(PromptShape):
         object.__setattr__(self, "_init", init)
         object.__setattr__(self, "_seed", None if seed is None else _seed(seed))
         object.__setattr__(self, "_params", MappingProxyType(p))
-        object.__setattr__(self, "_base_model", base_model)
+        object.__setattr__(self, "_base_model", canonical_model_id(base_model))
         object.__setattr__(self, "_num_virtual_tokens", nvt)
         object.__setattr__(self, "_num_transformer_submodules", subs)
 
@@ -398,6 +399,33 @@ class Origin(PromptShape):
             f"Origin(id={self._id!r}, init={self._init!r}, seed={self._seed!r}, shape={self.shape}, "
             f"dtype={str(self.dtype).removeprefix('torch.')}, base_model={self._base_model!r})"
         )
+
+    def summary(self) -> dict[str, str]:
+        """What a notebook shows: id, init and seed, shape, dtype, norm and model, as display strings."""
+        return {
+            "id": self._id,
+            "init": self._init + ("" if self._seed is None else f" (seed {self._seed})"),
+            "shape": f"{self.shape[0]} x {self.shape[1]} ({self._num_virtual_tokens} virtual tokens)",
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "norm": f"{float(torch.linalg.vector_norm(self._tensor.double())):.4g}",
+            "model": self._base_model,
+        }
+
+    def _repr_html_(self) -> str:
+        return html_table("Origin", self.summary())
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(text_summary("Origin", self.summary()))
+
+    def with_base_model(self, base_model: str) -> Origin:
+        """The same origin (same id: the id hashes the values only) labelled with another model id."""
+        if not isinstance(base_model, str) or not base_model:
+            raise InvalidVectorError(f"base_model must be a non-empty string, got {base_model!r}")
+        new = object.__new__(Origin)
+        for slot in Origin.__slots__:
+            object.__setattr__(new, slot, getattr(self, slot))
+        object.__setattr__(new, "_base_model", canonical_model_id(base_model))
+        return new
 
     def __eq__(self, other: object) -> bool:
         """Exact equality of values and metadata."""

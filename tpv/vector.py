@@ -26,11 +26,20 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from tpv._tensor import UNKNOWN_MODEL, PromptShape, check_prompt_tensor, check_scalar, content_hash
+from tpv._model_id import canonical_model_id
+from tpv._tensor import (
+    UNKNOWN_MODEL,
+    PromptShape,
+    check_prompt_tensor,
+    check_scalar,
+    content_hash,
+    html_table,
+    text_summary,
+)
 from tpv.errors import ConfigError, IncompatibleVectorsError, InvalidVectorError
 
 if TYPE_CHECKING:
@@ -145,7 +154,7 @@ class TaskPromptVector(PromptShape):
         object.__setattr__(self, "_tensor", t)
         object.__setattr__(self, "_origin_id", origin_id)
         object.__setattr__(self, "_terms", MappingProxyType(_normalize_terms(terms)))
-        object.__setattr__(self, "_base_model", base_model)
+        object.__setattr__(self, "_base_model", canonical_model_id(base_model))
         object.__setattr__(self, "_num_virtual_tokens", nvt)
         object.__setattr__(self, "_num_transformer_submodules", subs)
 
@@ -293,6 +302,36 @@ class TaskPromptVector(PromptShape):
             f"dtype={str(self.dtype).removeprefix('torch.')}, origin_id={self._origin_id!r}, "
             f"base_model={self._base_model!r})"
         )
+
+    def summary(self) -> dict[str, str]:
+        """What a notebook shows: terms, shape, dtype, norm, origin and model, as display strings."""
+        return {
+            "terms": _fmt_terms(self._terms),
+            "shape": f"{self.shape[0]} x {self.shape[1]} ({self._num_virtual_tokens} virtual tokens"
+            + (f" x {self._num_transformer_submodules} submodules)" if self._num_transformer_submodules > 1 else ")"),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "norm": f"{self.norm():.4g}",
+            "origin": self._origin_id,
+            "model": self._base_model,
+        }
+
+    def _repr_html_(self) -> str:
+        return html_table("TaskPromptVector", self.summary())
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(text_summary("TaskPromptVector", self.summary()))
+
+    def with_base_model(self, base_model: str) -> TaskPromptVector:
+        """The same vector labelled with another model id (an explicit relabel; values, origin and terms unchanged).
+
+        Use it when one model was recorded under two names (e.g. a Hub id and a local copy) and you know they are
+        the same weights; vectors of genuinely different models must be moved with :func:`tpv.transfer` instead.
+        """
+        if not isinstance(base_model, str) or not base_model:
+            raise InvalidVectorError(f"base_model must be a non-empty string, got {base_model!r}")
+        new = self._replace(self._tensor, self._terms)
+        object.__setattr__(new, "_base_model", canonical_model_id(base_model))
+        return new
 
     # -- compatibility ----------------------------------------------------------------------------------------
 

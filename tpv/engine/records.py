@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import torch
 
+from tpv._tensor import html_table, text_summary
 from tpv.engine.config import TrainConfig
 from tpv.origin import Origin
 from tpv.vector import TaskPromptVector
@@ -44,7 +45,7 @@ class TrainEvent:
     message: str = ""
 
 
-@dataclass
+@dataclass(repr=False)
 class TrainResult:
     """What :func:`train` returns.
 
@@ -95,6 +96,38 @@ class TrainResult:
     seconds: float = 0.0
     out_dir: Path | None = None
     resumed_from: int | None = None
+
+    def summary(self) -> dict[str, str]:
+        """What a notebook shows: task, steps, score, learning rate, norm ratio, warnings, time, vector and model."""
+        score = "n/a" if self.best_score is None else f"{self.best_score:.4f} (step {self.best_step})"
+        fields = {
+            "task": self.task,
+            "steps": f"{self.steps}" + (" (stopped early)" if self.stopped_early else ""),
+            "best validation score": score,
+            "lr": f"{self.lr:.4g} ({self.lr_choice.get('rule', 'given')})",
+            "||tuned - origin|| / ||origin||": f"{self.norm_ratio:.3g}",
+            "time": f"{self.seconds:.1f} s",
+            "vector": self.vector.describe(),
+            "model": self.vector.base_model,
+        }
+        if self.out_dir is not None:
+            fields["run folder"] = str(self.out_dir)
+        for i, warning in enumerate(self.warnings, 1):
+            fields[f"warning {i}"] = warning
+        return fields
+
+    def __repr__(self) -> str:
+        score = "None" if self.best_score is None else f"{self.best_score:.4f}"
+        return (
+            f"TrainResult(task={self.task!r}, steps={self.steps}, best_score={score}, lr={self.lr:.4g}, "
+            f"norm_ratio={self.norm_ratio:.3g}, warnings={len(self.warnings)}, seconds={self.seconds:.1f})"
+        )
+
+    def _repr_html_(self) -> str:
+        return html_table("TrainResult", self.summary())
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(text_summary("TrainResult", self.summary()))
 
     @property
     def steps_per_second(self) -> float:
