@@ -5,6 +5,6 @@ mkdir -p $OUT/r
 timeout 150 python3 benchmarks/bench_engine.py --device cuda --precision fp32 --steps 50 --out $OUT/r 2>&1 | grep -v "Loading weights" | tail -40
 timeout 120 python3 benchmarks/bench_engine.py --device cuda --precision bf16 --steps 50 --out $OUT/r 2>&1 | grep -v "Loading weights" | tail -12
 echo "engine done $(( $(date +%s) - T0 )) s"
-timeout $(( 540 - ($(date +%s) - T0) )) python3 benchmarks/bench_tasks.py --steps 200 --lr 0.03 --eval-every 25 --val-examples 100 --test-examples 500 --batch-size 8 --out $OUT/r 2>&1 | grep -E "zero-shot|Error|error" | tail -20
+timeout $(( 540 - ($(date +%s) - T0) )) python3 -c "from tpv.cli import main; main()" bench run tasks gpu --set "prompt.origins=[0]" --set data.max_test=500 --set data.max_validation=100 --out $OUT/r --no-progress 2>&1 | grep -v "Loading weights\|warn" | tail -20
 echo "tasks done $(( $(date +%s) - T0 )) s"
 ls -la $OUT/r

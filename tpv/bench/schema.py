@@ -30,9 +30,13 @@ __all__ = [
     "SimilaritySection",
     "StatsSection",
     "TasksSection",
+    "TransferMethod",
+    "TransferSearchSection",
+    "TransferSection",
+    "ZeroShotSection",
 ]
 
-ExperimentName = Literal["sources", "cross_origin", "fewshot", "similarity", "perf", "calibration"]
+ExperimentName = Literal["sources", "cross_origin", "fewshot", "similarity", "perf", "calibration", "tasks", "transfer"]
 """The experiments a config can run (see :mod:`tpv.bench.experiments`)."""
 
 FewShotInit = Literal["random", "spot_best", "spot_multi", "tpv", "tpv_best"]
@@ -281,6 +285,104 @@ class CalibrationSection(_Section):
     )
 
 
+class ZeroShotSection(_Section):
+    """Experiment ``tasks``: each task's tuned prompt beside its zero-shot (untuned) prompt."""
+
+    tasks: list[str] | None = Field(None, description="Tasks measured (default: every offline task of tpv.tasks).")
+    instructions: bool = Field(
+        True,
+        description="Also the manual-instruction arm: the task's instruction as a text-init prompt, scored untuned "
+        "(zero-shot) and tuned from there.",
+    )
+    instruction_train: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides of the train section for the instruction arm's tuning."
+    )
+
+
+TransferMethod = Literal[
+    "random",
+    "manual",
+    "relative",
+    "relative_labels",
+    "relative_multi",
+    "relative_no_target_data",
+    "linear",
+    "procrustes",
+    "fuse",
+    "tuned",
+]
+"""What the target is scored with: a random target prompt, the instruction's embeddings, the source prompt moved
+by PTfer's relative search (with target validation data, with label-word anchors weighted, with two sources,
+without target data), by least-squares or Procrustes maps on the anchors, by a FUSE map, or a prompt tuned on the
+target itself."""
+
+
+class TransferSearchSection(_Section):
+    """The relative (PTfer) target search: :class:`tpv.transfer.SearchConfig` fields."""
+
+    steps: int = Field(600, ge=1, description="Adam steps on the candidate.")
+    lr: float = Field(0.005, gt=0, description="Adam learning rate.")
+    eval_every: int = Field(150, ge=1, description="Score the candidate on target validation every N steps.")
+    norm: Literal["standardize", "source-ratio"] = Field("standardize", description="How rows get their size.")
+    top_k: int | None = Field(None, ge=1, description="Match only each row's k largest similarities (null: all).")
+    projection: str = Field("cosine", description="Relative projection (tpv.transfer.PROJECTIONS).")
+
+
+class TransferSection(_Section):
+    """Experiment ``transfer``: zero-shot cross-model prompt transfer (source model -> target model)."""
+
+    directions: list[tuple[str, str]] = Field(
+        default_factory=lambda: [("smollm2-135m", "gemma3-270m"), ("gemma3-270m", "smollm2-135m")],
+        min_length=1,
+        description="(source model, target model) pairs: tpv model names or folders.",
+    )
+    tasks: list[str] = Field(
+        default_factory=lambda: ["rotten_tomatoes", "imdb_reviews"], min_length=1, description="Tasks measured."
+    )
+    methods: list[TransferMethod] = Field(
+        default_factory=lambda: list(get_args(TransferMethod)), min_length=1, description="Columns measured."
+    )
+    init: Literal["text", "first-n-vocab"] = Field(
+        "text",
+        description="Init of the first seed's tunings: the instruction's embeddings (text) or first-n-vocab; the "
+        "other seeds (extra sources of relative_multi) always start from first-n-vocab.",
+    )
+    instruction: str = Field(
+        "Classify the sentiment of this movie review as positive or negative.",
+        min_length=1,
+        description="The manual prompt (method manual) and the text init.",
+    )
+    seeds: list[int] = Field(
+        default_factory=lambda: [0, 1], min_length=1, description="Tuning seeds: the first is the source prompt."
+    )
+    search: TransferSearchSection = Field(default_factory=TransferSearchSection)  # type: ignore[arg-type]
+    label_weight: float = Field(1500.0, gt=0, description="Weight of the label words among the anchors.")
+    recipes: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per model name: overrides of the train section for its tunings."
+    )
+    fuse: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of tpv.fuse.fit (method fuse).")
+
+    @field_validator("directions")
+    @classmethod
+    def _pairs(cls, value: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        if any(s == t for s, t in value):
+            raise ValueError("a direction needs two different models")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value) or any(v < 0 for v in value):
+            raise ValueError("seeds must be distinct and >= 0")
+        return value
+
+    @model_validator(mode="after")
+    def _multi(self) -> TransferSection:
+        if "relative_multi" in self.methods and len(self.seeds) < 2:
+            raise ValueError("relative_multi needs at least 2 seeds (the extra sources)")
+        return self
+
+
 class StatsSection(_Section):
     """Statistics of the comparisons."""
 
@@ -316,6 +418,8 @@ class Config(_Section):
     similarity: SimilaritySection = Field(default_factory=SimilaritySection)  # type: ignore[arg-type]
     perf: PerfSection = Field(default_factory=PerfSection)  # type: ignore[arg-type]
     calibration: CalibrationSection = Field(default_factory=CalibrationSection)  # type: ignore[arg-type]
+    zeroshot: ZeroShotSection = Field(default_factory=ZeroShotSection)  # type: ignore[arg-type]
+    transfer: TransferSection = Field(default_factory=TransferSection)  # type: ignore[arg-type]
     stats: StatsSection = Field(default_factory=StatsSection)  # type: ignore[arg-type]
     runtime: RuntimeSection = Field(default_factory=RuntimeSection)  # type: ignore[arg-type]
 
@@ -345,8 +449,20 @@ class Config(_Section):
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved config as plain JSON-ready data."""
-        return self.model_dump(mode="json")
+        """The resolved config as plain JSON-ready data.
+
+        The sections of the ``tasks`` and ``transfer`` experiments appear only in their own experiment's config, so
+        the configs recorded beside the other experiments' results stay as they were.
+        """
+        out = self.model_dump(mode="json")
+        for section, experiment in _OWN_SECTIONS.items():
+            if self.experiment != experiment:
+                out.pop(section, None)
+        return out
+
+
+_OWN_SECTIONS = {"zeroshot": "tasks", "transfer": "transfer"}
+"""Sections written into the resolved config only when their experiment runs (section -> experiment)."""
 
 
 class RuleError(ValueError):

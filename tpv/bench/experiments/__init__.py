@@ -17,6 +17,11 @@ experiment        what it measures (cells)
 ``perf``          the engine and search speed benchmarks of ``benchmarks/`` gathered into one table (``perf``)
 ``calibration``   prompt-tuning calibration: lr sweep, defaults over seeds, variants; untuned and LoRA references
                   (``calib_untuned``, ``calib_prompt``, ``calib_lora``)
+``tasks``         every offline task's tuned prompt beside its zero-shot prompt: the untuned origin and a manual
+                  instruction (``source`` + ``calib_untuned``, ``task_instruction``)
+``transfer``      zero-shot cross-model prompt transfer (relative/PTfer, linear, Procrustes, FUSE) beside a random
+                  prompt, the instruction and a prompt tuned on the target (``xfer_tune``, ``xfer_ref``,
+                  ``xfer_move``)
 ================  ==========================================================================================
 
 Cells of the same kind and parameters have the same id in every experiment, so running them into one results
@@ -32,7 +37,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tpv.bench.cells import Cell, CellKind, register_kind
-from tpv.bench.experiments import calibration, cross_origin, fewshot, fewshot_cells, perf, similarity, sources
+from tpv.bench.experiments import (
+    calibration,
+    cross_origin,
+    fewshot,
+    fewshot_cells,
+    perf,
+    similarity,
+    sources,
+    tasks,
+    transfer,
+)
 from tpv.bench.experiments._common import source_cell, task_layout
 from tpv.bench.experiments.fewshot import mixture_cell
 from tpv.errors import ConfigError
@@ -77,6 +92,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         similarity.EXPERIMENT,
         perf.EXPERIMENT,
         calibration.EXPERIMENT,
+        tasks.EXPERIMENT,
+        transfer.EXPERIMENT,
     )
 }
 """The experiments by name."""
@@ -88,6 +105,8 @@ CELL_FUNCTIONS: tuple[CellKind, ...] = (
     *similarity.KINDS,
     *perf.KINDS,
     *calibration.KINDS,
+    *tasks.KINDS,
+    *transfer.KINDS,
 )
 """Every cell function of the experiments, with its version (part of every cell id of its kind)."""
 

@@ -314,3 +314,10 @@ def metrics_of(results: Mapping[str, Mapping[str, Any]], cells: Sequence[Cell], 
 
 def pct(x: float | None) -> str:
     return "–" if x is None or not math.isfinite(x) else f"{100 * x:.1f}"
+
+
+def binomial_se(p: float | None, n: int) -> float:
+    """The binomial standard error ``sqrt(p (1 - p) / n)`` of a score ``p`` measured on ``n`` examples (NaN if none)."""
+    if p is None or not n or not math.isfinite(p):
+        return math.nan
+    return math.sqrt(max(p * (1 - p), 0.0) / n)
