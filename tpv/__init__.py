@@ -43,6 +43,7 @@ _LAZY: dict[str, str] = {
     "TrainConfig": "tpv.engine",
     "TrainResult": "tpv.engine",
     "transfer": "tpv.transfer",
+    "push_to_hub": "tpv.hub",
 }
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -385,22 +385,32 @@ def prompt_of(peft_model: Any, *, adapter_name: str | None = None) -> torch.Tens
 # -- adapter folders --------------------------------------------------------------------------------------------
 
 
+def _adapter_folder(adapter_dir: str | os.PathLike[str]) -> Path:
+    """``adapter_dir``, or the downloaded snapshot of a Hub adapter (``owner/repo``, ``hf://owner/repo[@rev][/sub]``)."""
+    from tpv.hub import resolve_adapter_dir
+
+    return resolve_adapter_dir(adapter_dir)
+
+
 def read_adapter(adapter_dir: str | os.PathLike[str]) -> tuple[torch.Tensor, dict[str, Any]]:
     """Read a PEFT prompt-tuning adapter folder without PEFT: its prompt and its config.
 
     Args:
-        adapter_dir: folder holding ``adapter_config.json`` and ``adapter_model.safetensors``.
+        adapter_dir: folder holding ``adapter_config.json`` and ``adapter_model.safetensors``, or a Hub adapter
+            (``"owner/repo"`` when no local folder has that name, or ``hf://owner/repo[@revision][/subfolder]``),
+            downloaded into the Hugging Face cache first (see :mod:`tpv.hub`).
 
     Returns:
         ``(prompt, config)``: the ``prompt_embeddings`` tensor, shape ``(rows, token_dim)``, and the parsed
         ``adapter_config.json``.
 
     Raises:
-        AdapterError: missing folder or files, pickle weights, not prompt tuning, malformed files or shapes.
+        AdapterError: missing folder or files, pickle weights, not prompt tuning, malformed files or shapes; a Hub
+            adapter that is missing or not cached while ``HF_HUB_OFFLINE`` is set.
     """
     from safetensors import SafetensorError, safe_open
 
-    folder = Path(adapter_dir)
+    folder = _adapter_folder(adapter_dir)
     if not folder.is_dir():
         raise AdapterError(f"no adapter folder at {str(folder)!r}")
     cfg_path = folder / ADAPTER_CONFIG
@@ -493,7 +503,8 @@ def from_adapter(
     """Read a PEFT prompt-tuning adapter folder into its task prompt vector ``tuned - origin``.
 
     Args:
-        adapter_dir: folder with ``adapter_config.json`` and ``adapter_model.safetensors``.
+        adapter_dir: folder with ``adapter_config.json`` and ``adapter_model.safetensors``, or a Hub adapter
+            (``"owner/repo"`` when no local folder has that name, or ``hf://owner/repo[@revision][/subfolder]``).
         origin: the :class:`~tpv.Origin` the prompt was tuned from, or the path of its file; by default the
             folder's ``origin.safetensors``. When the folder holds one, a different ``origin`` is refused.
         task: the task's name (terms ``{task: 1.0}``); by default the folder's ``tpv_vector.safetensors``
@@ -509,7 +520,7 @@ def from_adapter(
             submodule mismatch.
         ConfigError: no ``task`` given and no ``tpv_vector.safetensors`` to take the terms from.
     """
-    folder = Path(adapter_dir)
+    folder = _adapter_folder(adapter_dir)
     prompt, config = read_adapter(folder)
     org = _origin_arg(origin, folder)
     beside = folder / ORIGIN_FILE

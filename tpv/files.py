@@ -293,20 +293,31 @@ def _parse_int(path: Path, key: str, raw: str) -> int:
         raise FormatError(f"{path}: metadata key {key!r} must be an integer, found {raw[:40]!r}") from None
 
 
+def _local_path(path: str | os.PathLike[str]) -> Path:
+    """``path``, or the local (cached) copy of an ``hf://owner/repo[@revision]/file`` reference (:mod:`tpv.hub`)."""
+    text = os.fspath(path)
+    if isinstance(text, str) and text.startswith("hf:/") and not os.path.lexists(text):
+        from tpv.hub import resolve_file
+
+        return resolve_file(text)
+    return Path(path)
+
+
 def inspect(path: str | os.PathLike[str]) -> FileInfo:
     """Read a tpv file's header and metadata without loading its tensor.
 
     Args:
-        path: a file written by :func:`save`.
+        path: a file written by :func:`save`, or a Hub reference ``hf://owner/repo[@revision]/path/file.safetensors``
+            (downloaded into the Hugging Face cache first, see :mod:`tpv.hub`).
 
     Returns:
-        The file's :class:`FileInfo`.
+        The file's :class:`FileInfo` (for a Hub reference, ``path`` is the cached file).
 
     Raises:
         FormatError: missing file, not safetensors, pickle, truncated, not a tpv file, newer format version,
-            missing metadata keys or malformed values.
+            missing metadata keys or malformed values; a Hub file that is missing or not cached while offline.
     """
-    p = Path(path)
+    p = _local_path(path)
     with open_regular(p) as fh:
         header, size, _n = _read_header(p, fh)
     return _info(p, header, size)
@@ -389,7 +400,8 @@ def load(path: str | os.PathLike[str], *, kind: Kind | None = None) -> TaskPromp
     """Load a vector or an origin from a tpv file.
 
     Args:
-        path: a file written by :func:`save`.
+        path: a file written by :func:`save`, or a Hub reference ``hf://owner/repo[@revision]/path/file.safetensors``
+            (see :mod:`tpv.hub`).
         kind: expect this kind (``"vector"`` or ``"origin"``); ``None`` accepts either.
 
     Returns:
@@ -402,7 +414,7 @@ def load(path: str | os.PathLike[str], *, kind: Kind | None = None) -> TaskPromp
     from safetensors import SafetensorError
     from safetensors.torch import load as st_load
 
-    p = Path(path)
+    p = _local_path(path)
     with open_regular(p) as fh:  # header and tensor from one open file: a concurrent replace cannot mix two files
         header, size, _n = _read_header(p, fh)
         info = _info(p, header, size)

@@ -204,6 +204,7 @@ def origin_new_command(
 
 def _mount() -> None:
     """Attach the command groups of the outer layers (each keeps its heavy imports inside its commands)."""
+    from tpv.cli import hub as hub_cli
     from tpv.cli import merge as merge_cli
     from tpv.cli import train as train_cli
     from tpv.cli import transfer as transfer_cli
@@ -217,6 +218,7 @@ def _mount() -> None:
     merge_cli.register(app)
     train_cli.register(app)
     transfer_cli.register(app)
+    hub_cli.register(app)
     app.add_typer(bench_app, name="bench", help="Re-run the paper's experiments: configs, resumable cells, reports.")
     app.add_typer(fuse_app, name="fuse", help="FUSE cross-tokenizer embedding maps: fit them, apply them.")
 
