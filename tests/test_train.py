@@ -615,3 +615,22 @@ def test_train_result_displays_briefly() -> None:
     assert line.startswith("TrainResult(") and "\n" not in line and len(line) < 200
     page = run._repr_html_()
     assert "best validation score" in page and "||tuned - origin|| / ||origin||" in page and run.task in page
+
+
+def test_a_run_started_from_a_combination_says_so(tmp_path: Path) -> None:
+    """Started from origin + tau_a, the returned vector is labelled {a: 1, b: 1} and run.json records the start."""
+    from tests.tiny_models import build_tiny
+    from tpv import Origin, TaskPromptVector
+    from tpv.tasks import Example
+
+    model, tok = build_tiny("llama")
+    dim = model.get_input_embeddings().weight.shape[1]
+    origin = Origin.gaussian(num_virtual_tokens=4, token_dim=dim, seed=0, base_model="tiny-llama")
+    tau_a = TaskPromptVector.from_prompts(origin.tensor + 0.1, origin, task="a")
+    data = [Example(f"text {i}", i % 2) for i in range(8)]
+    run = train(model, tok, data, label_words=(" yes", " no"), task="b", init=tau_a, origin=origin, steps=2,
+                eval_every=0, lr=0.01, out_dir=tmp_path / "run")  # fmt: skip
+    assert dict(run.vector.terms) == {"a": 1.0, "b": 1.0}
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["start"] == {"kind": "vector", "terms": {"a": 1.0}}
+    assert dict((run.vector.to(tau_a.dtype) + tau_a).terms) == {"a": 2.0, "b": 1.0}  # counted twice, visibly

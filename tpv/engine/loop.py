@@ -41,7 +41,7 @@ from tpv.engine.runfolder import RUN_VECTOR_FILE, _check_out_dir, write_run
 from tpv.engine.scoring import Scorer, TaskType
 from tpv.engine.setup import _max_length as _max_length
 from tpv.engine.setup import _pad_id as _pad_id
-from tpv.engine.setup import _Setup, _setup
+from tpv.engine.setup import _Setup, _setup, vector_terms
 from tpv.errors import ConfigError, TrainingError
 from tpv.origin import Origin
 from tpv.vector import TaskPromptVector
@@ -430,7 +430,8 @@ class _Session:
                 for name, p in self.params.items():
                     p.copy_(self.best_params[name].to(p.device, p.dtype))
         prompt = prompt_of(s.peft_model)  # (rows, dim)
-        vector = TaskPromptVector.from_prompts(prompt, s.origin, task=s.task, base_model=s.model_name)
+        terms = vector_terms(s.task, s.start)
+        vector = TaskPromptVector.from_prompts(prompt, s.origin, terms=terms, base_model=s.model_name)
         metrics = next((dict(e) for e in reversed(self.evals) if e["step"] == self.best_step), {})
         origin_norm = float(s.origin.tensor.float().norm())
         norm_ratio = vector.norm() / origin_norm if origin_norm > 0 else float("inf")

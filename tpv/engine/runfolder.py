@@ -86,6 +86,7 @@ def run_record(setup: _Setup, result: TrainResult, *, seconds: float, world: int
         "metric": s.metric,
         "origin": {"id": s.origin.id, "init": s.origin.init, "seed": s.origin.seed, "file": ORIGIN_FILE},
         "vector": {"file": RUN_VECTOR_FILE, "norm": result.vector.norm(), "terms": dict(result.vector.terms)},
+        "start": s.start,
         "adapter": ADAPTER_DIR,
         "data": {
             "train_examples": len(s.encoded),
@@ -135,7 +136,7 @@ def write_run(out: Path, setup: _Setup, result: TrainResult, *, seconds: float, 
         extra_tensors=extra,
         overwrite=True,
     )
-    provenance = {"task": s.task, "model": s.model_name, "steps": result.steps, "run": RUN_FILE}
+    provenance = {"task": s.task, "model": s.model_name, "steps": result.steps, "run": RUN_FILE, "start": s.start}
     save(s.origin, out / ORIGIN_FILE, provenance=provenance, overwrite=True)  # the run folder's rule applies
     save(result.vector, out / RUN_VECTOR_FILE, provenance=provenance, overwrite=True)
     atomic_write_text(out / RUN_FILE, json.dumps(run, indent=1, default=_json_default) + "\n")

@@ -136,6 +136,7 @@ class _Setup:
     val_encoded: list[Encoded]
     identity: dict[str, Any]
     max_length: int
+    start: dict[str, Any]
 
 
 def _setup(
@@ -164,6 +165,7 @@ def _setup(
     texts, labels = check_examples(train_examples, num_labels=num_labels, label_words=words, what="train_examples")
     val_texts, val_labels = _validation_data(validation, cfg, num_labels=num_labels, words=words)
     label_ids = label_token_ids(tokenizer, words) if kind != "seq-cls" and words is not None else None
+    start = start_record(init)
     init, origin = _init_and_origin(model, tokenizer, cfg, kind, init=init, origin=origin)
     peft_model = _prompt_model(model, cfg, kind, init=init, origin=origin)
     max_len = _max_length(cfg.max_length, model, origin.num_virtual_tokens)
@@ -183,6 +185,7 @@ def _setup(
         model_name=name,
         encoded=encode(tokenizer, texts, labels, max_length=max_len),
         val_encoded=encode(tokenizer, val_texts, val_labels, max_length=max_len) if val_texts else [],
+        start=start,
         identity={
             "model": name,
             "task": task or "task",
@@ -255,6 +258,33 @@ def _validation_data(
     if not val_items:
         return [], []
     return check_examples(val_items, num_labels=num_labels, label_words=words, what="validation")
+
+
+def start_record(init: torch.Tensor | Origin | TaskPromptVector | None) -> dict[str, Any]:
+    """Where a run starts, for ``run.json`` and the vector's terms.
+
+    Returns:
+        ``{"kind": "new origin" | "origin" | "tensor" | "vector", "terms": {task: coefficient}}``; ``terms`` is the
+        combination the run starts from (``origin + sum_i c_i tau_i``), empty unless ``init`` is a vector.
+    """
+    if init is None:
+        return {"kind": "new origin", "terms": {}}
+    if isinstance(init, TaskPromptVector):
+        return {"kind": "vector", "terms": dict(init.terms)}
+    return {"kind": "origin" if isinstance(init, Origin) else "tensor", "terms": {}}
+
+
+def vector_terms(task: str, start: dict[str, Any]) -> dict[str, float]:
+    """The terms of the vector a run returns: the starting combination's terms plus ``{task: 1}``.
+
+    The returned vector is measured from the origin (``tuned - origin``), so a run started from
+    ``origin + tau_rt`` returns a vector that still holds ``tau_rt``: its terms say so (``{rt: 1, imdb: 1}``), and
+    adding ``tau_rt`` to it again shows ``rt: 2`` instead of silently counting it twice. A task already among the
+    starting terms keeps its coefficient.
+    """
+    terms = {str(k): float(v) for k, v in start.get("terms", {}).items()}
+    terms.setdefault(task, 1.0)
+    return terms
 
 
 def _init_and_origin(
