@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -147,3 +149,55 @@ def test_train_options_come_from_train_config(
         lr=0.3, eval_examples=None, optimizer="sgd"
     )
     assert _to_config({"lr": "range-test"}).lr == "range-test"
+
+
+def _tree(group: object, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """Every command and group of the app (the root first), with its argument path."""
+    import typer
+
+    cmd = typer.main.get_command(group) if isinstance(group, typer.Typer) else group
+    found: list[tuple[tuple[str, ...], Any]] = [(path, cmd)]
+    for name, sub in getattr(cmd, "commands", {}).items():
+        found += _tree(sub, (*path, name))
+    return found
+
+
+def test_every_help_is_whole_at_80_columns() -> None:
+    """At 80 columns each --help fits the width and shows every option and subcommand name in full (none cut)."""
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    tree = _tree(app)
+    assert len(tree) > 20
+    for path, cmd in tree:
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80"})
+        where = f"tpv {' '.join(path)} --help"
+        assert result.exit_code == 0, (where, result.output)
+        out = result.output
+        assert max(len(line) for line in out.splitlines()) <= 80, where
+        assert not re.search(r"-[\w-]*…", out), f"{where}: an option name is cut"
+        names = [o for p in cmd.params if not p.hidden for o in (*p.opts, *p.secondary_opts) if o.startswith("-")]
+        for name in [*names, *getattr(cmd, "commands", {})]:
+            assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", out), f"{where}: {name} is not shown whole"
+
+
+@pytest.mark.parametrize(
+    ("metric", "line"),
+    [("accuracy", "accuracy 0.7500, 3.0 examples/s"), ("f1", "f1 0.5000, accuracy 0.7500, 3.0 examples/s")],
+)
+def test_eval_prints_each_score_once(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, files: dict[str, Path], metric: str, line: str
+) -> None:
+    """`tpv eval` prints one line: the task's metric, and accuracy beside it only when the metric is another."""
+    import tpv.adapters
+    import tpv.engine.evaluation
+    import tpv.models
+
+    scores = {"accuracy": 0.75, "f1": 0.5}
+    result = {"metric": metric, "score": scores[metric], **scores, "examples": 8, "examples_per_s": 3.0}
+    monkeypatch.setattr(tpv.models, "load_model", lambda *a, **k: object())
+    monkeypatch.setattr(tpv.models, "load_tokenizer", lambda *a, **k: object())
+    monkeypatch.setattr(tpv.adapters, "init_prompt_tuning", lambda *a, **k: object())
+    monkeypatch.setattr(tpv.engine.evaluation, "evaluate", lambda *a, **k: dict(result))
+    code, out, _ = run(capsys, "eval", "--origin", files["origin"], "--task", "rotten_tomatoes")
+    assert code == 0 and out.strip() == f"rotten_tomatoes (test, 8 examples): {line}", out

@@ -129,6 +129,35 @@ def test_local_folder_loads_with_identical_logits(tmp_path: Path) -> None:
     assert tm.model_name(loaded) == str(tmp_path / "llama") and not loaded.training
 
 
+def test_loading_is_quiet_and_only_while_it_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], recwarn: pytest.WarningsRecorder
+) -> None:
+    """load_model prints no transformers progress bar; PEFT wrapping in quiet_loading raises no FutureWarning.
+
+    The quieting is scoped: a FutureWarning of other code still shows inside the block, and transformers' bars
+    are back after it.
+    """
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    from tpv.adapters import init_prompt_tuning
+    from tpv.origin import Origin
+
+    _save_tiny("llama", tmp_path / "llama")
+    capsys.readouterr()
+    model = tm.load_model(str(tmp_path / "llama"))
+    with tm.quiet_loading():
+        init_prompt_tuning(model, Origin.gaussian(4, model.config.hidden_size, seed=0))
+        warnings.warn("not transformers' noise", FutureWarning, stacklevel=1)
+    err = capsys.readouterr().err
+    assert "Loading" not in err and "it/s" not in err and "%|" not in err, err
+    assert [str(w.message) for w in recwarn if issubclass(w.category, FutureWarning)] == ["not transformers' noise"]
+    if hf_logging.is_progress_bar_enabled():  # unless the environment turned bars off (HF_HUB_DISABLE_PROGRESS_BARS)
+        list(hf_logging.tqdm(range(2), desc="bars are back"))
+        assert "bars are back" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("kind", "task", "side"), [("llama", "causal-lm", "left"), ("t5", "seq2seq", "right")])
 def test_tokenizer_padding_side_and_pad_token(tmp_path: Path, kind: str, task: str, side: str) -> None:
     """Decoder-only tokenizers pad left, encoder-decoders right; a pad token is always set."""

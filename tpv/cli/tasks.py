@@ -7,13 +7,15 @@ one line on stderr and exit with status 2.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from tpv.cli._common import console as _console
 from tpv.cli._common import guard
-from tpv.tasks.spec import TaskSpec
+
+if TYPE_CHECKING:
+    from tpv.tasks.spec import TaskSpec
 
 app = typer.Typer(
     help="NLU tasks: the registry of GLUE, SuperGLUE, the paper's datasets and the offline suite.",

@@ -43,6 +43,7 @@ _LAUNCHED = "TPV_ACCELERATE_LAUNCHED"
 _THREADS = (
     "CPU threads for torch (default: torch's choice, one per core); 1 is fastest on a machine other jobs keep busy."
 )
+_RUN = "Run control"  # a second help panel (how the run executes): keeps `tpv train --help` uncut at 80 columns
 
 
 def _set_threads(threads: int | None) -> None:
@@ -210,17 +211,18 @@ def train_command(
         typer.Option(help="Start from origin + these vectors (summed); needs --origin. Repeat for several."),
     ] = None,
     task_type: Annotated[str, typer.Option(help="causal-lm, seq2seq or seq-cls.")] = "causal-lm",
-    resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace a run already in --out.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.", rich_help_panel=_RUN)] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace a run already in --out.", rich_help_panel=_RUN)] = False,
     launcher: Annotated[
         str,
         typer.Option(
-            help="'none', or 'accelerate': data parallel over --num-processes processes (torchrun + accelerate)."
+            help="'none', or 'accelerate': data parallel over --num-processes processes (torchrun + accelerate).",
+            rich_help_panel=_RUN,
         ),
     ] = "none",
-    num_processes: Annotated[int, typer.Option(help="Processes for --launcher accelerate.")] = 2,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
-    threads: Annotated[Optional[int], typer.Option(help=_THREADS)] = None,  # noqa: UP045
+    num_processes: Annotated[int, typer.Option(help="Processes for --launcher accelerate.", rich_help_panel=_RUN)] = 2,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.", rich_help_panel=_RUN)] = True,
+    threads: Annotated[Optional[int], typer.Option(help=_THREADS, rich_help_panel=_RUN)] = None,  # noqa: UP045
     **options: Any,
 ) -> None:
     """Tune a soft prompt on a task and save its adapter, origin, task prompt vector and run.json.
@@ -327,7 +329,7 @@ def eval_command(
     from tpv.engine.evaluation import evaluate
     from tpv.engine.runfolder import ADAPTER_DIR, ORIGIN_FILE, RUN_FILE, RUN_VECTOR_FILE, read_run
     from tpv.files import load_origin, load_vector
-    from tpv.models import load_model, load_tokenizer
+    from tpv.models import load_model, load_tokenizer, quiet_loading
 
     _set_threads(threads)
     recorded: dict[str, Any] = {}
@@ -360,7 +362,8 @@ def eval_command(
         words = list(get_task(task_name).label_words)
     num_labels = len(words) if kind == "seq-cls" else None
     base = load_model(model_name, task_type=kind, num_labels=num_labels)
-    peft_model = init_prompt_tuning(base, start, origin=org if vector else None, task_type=kind)
+    with quiet_loading():  # PEFT reads a deprecated transformers alias while wrapping the model
+        peft_model = init_prompt_tuning(base, start, origin=org if vector else None, task_type=kind)
     if kind == "seq-cls" and run is not None:
         _load_head(peft_model, run / ADAPTER_DIR)
     result = evaluate(
@@ -381,9 +384,11 @@ def eval_command(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
+    scores = f"{result['metric']} {result['score']:.4f}"
+    if result["metric"] != "accuracy":  # the task's metric is something else: give accuracy beside it, once
+        scores += f", accuracy {result['accuracy']:.4f}"
     _console().print(
-        f"{task_name} ({split}, {result['examples']} examples): {result['metric']} {result['score']:.4f}, "
-        f"accuracy {result['accuracy']:.4f}, {result['examples_per_s']:.1f} examples/s"
+        f"{task_name} ({split}, {result['examples']} examples): {scores}, {result['examples_per_s']:.1f} examples/s"
     )
 
 
