@@ -440,3 +440,97 @@ def test_text_origin_equals_peft_text_init(tiny: Any, tmp_path: Path, kind: str)
     peft_model = get_peft_model(model, config)
     reference = peft_model.prompt_encoder["default"].embedding.weight.detach()
     assert torch.equal(origin.tensor, reference)
+
+
+# -- adapters made the ordinary PEFT way (no origin.safetensors) ---------------------------------------------------
+
+
+def _peft_adapter(tmp_path: Path, init: str, *, text: str = "good or bad") -> tuple[Path, Any, Any]:
+    """A PEFT adapter made and trained without tpv, with the base model and tokenizer saved as local folders."""
+    model, tok = build_tiny("llama")
+    model.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "tok")
+    model.name_or_path = model.config._name_or_path = str(tmp_path / "base")  # what from_pretrained would set
+    extra = {"prompt_tuning_init_text": text, "tokenizer_name_or_path": str(tmp_path / "tok")} if init == "TEXT" else {}
+    config = peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5, prompt_tuning_init=init, **extra)
+    peft_model = peft.get_peft_model(model, config)
+    _train(peft_model, _batch("llama", tok))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    return tmp_path / "adapter", model, tok
+
+
+@pytest.mark.filterwarnings("ignore:Could not find a config file:UserWarning")
+def test_text_init_origin_is_rebuilt(tmp_path: Path) -> None:
+    """A PEFT TEXT adapter without origin.safetensors: the origin is rebuilt (given or loaded model), and recorded."""
+    folder, model, tok = _peft_adapter(tmp_path, "TEXT")
+    assert not (folder / ORIGIN_FILE).exists()
+    prompt, _ = read_adapter(folder)
+    expected = make_origin(model, "text", num_virtual_tokens=5, text="good or bad", tokenizer=tok)
+    tau = from_adapter(folder, task="t", model=model, tokenizer=tok)
+    assert tau.origin_id == expected.id and torch.equal(tau.apply_to(expected), prompt)
+    loaded = from_adapter(folder, task="t")  # base model and tokenizer loaded from adapter_config.json's names
+    assert loaded.origin_id == expected.id and torch.equal(loaded.tensor, tau.tensor)
+    origin = tpv.recover_origin(folder)
+    assert origin.id == expected.id and origin.init == "text" and origin.params["text"] == "good or bad"
+    assert origin.params["recovered"] == {
+        "from": "adapter_config.json", "peft_init": "TEXT", "adapter": str(folder),
+        "model": str(tmp_path / "base"), "tokenizer": str(tmp_path / "tok"),
+    }  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore:Could not find a config file:UserWarning")
+@pytest.mark.parametrize("init", ["RANDOM", "SAMPLE_VOCAB"])
+def test_random_inits_cannot_be_rebuilt(tmp_path: Path, init: str) -> None:
+    """RANDOM and SAMPLE_VOCAB inits: one AdapterError saying why, and how to capture the init next time."""
+    folder, _, _ = _peft_adapter(tmp_path, init)
+    why = "N\\(0, 1\\) draw" if init == "RANDOM" else "vocabulary rows chosen at random"
+    with pytest.raises(AdapterError, match=rf"PEFT init is {init}.*{why}.*tpv\.capture_origin\(peft_model\)"):
+        from_adapter(folder, task="t")
+
+
+@pytest.mark.filterwarnings("ignore:Could not find a config file:UserWarning")
+def test_an_origin_contradicting_the_config_is_refused(tmp_path: Path) -> None:
+    """Another init kind, another init text, another base model: refused with the reason; check_origin=False accepts."""
+    folder, model, tok = _peft_adapter(tmp_path, "TEXT")
+    right = make_origin(model, "text", num_virtual_tokens=5, text="good or bad", tokenizer=tok)
+    assert from_adapter(folder, origin=right, task="t").origin_id == right.id
+    gaussian = make_origin(model, "gaussian", num_virtual_tokens=5)
+    with pytest.raises(AdapterError, match=r"gaussian origin, but the adapter was initialized from the text"):
+        from_adapter(folder, origin=gaussian, task="t")
+    assert from_adapter(folder, origin=gaussian, task="t", check_origin=False).origin_id == gaussian.id
+    other_text = make_origin(model, "text", num_virtual_tokens=5, text="yes or no", tokenizer=tok)
+    with pytest.raises(AdapterError, match=r"init text is 'yes or no'.*'good or bad'"):
+        from_adapter(folder, origin=other_text, task="t")
+    elsewhere = right.with_base_model("someone/other-model")
+    with pytest.raises(AdapterError, match=r"made for the model 'someone/other-model'.*check_origin=False"):
+        from_adapter(folder, origin=elsewhere, task="t")
+
+
+def test_tpv_written_adapters_accept_any_origin_kind(tmp_path: Path) -> None:
+    """tpv writes prompt_tuning_init RANDOM (informative): vocabulary and text origins are not contradictions."""
+    model, tok = build_tiny("llama")
+    for init in ("first-n-vocab", "text"):
+        origin = make_origin(model, init, num_virtual_tokens=3, text="good", tokenizer=tok)  # type: ignore[arg-type]
+        out = save_adapter(origin.tensor + 1, tmp_path / init, origin=origin)
+        assert from_adapter(out, origin=origin, task="t").origin_id == origin.id
+
+
+def test_packaged_model_is_written_as_its_local_folder(tmp_path: Path, tpv_cache: Path) -> None:
+    """save_adapter records a converted packaged model's folder (loadable offline); tpv reads it back as the name."""
+    from tpv._model_id import MARKER
+    from tpv.adapter_origin import model_identity
+    from tpv.models import PACKAGED, _source_record
+
+    origin = tpv.Origin.gaussian(3, 8, base_model="smollm2-135m")
+    out = save_adapter(origin.tensor + 1, tmp_path / "not-converted", origin=origin)
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "smollm2-135m"
+    converted = tpv_cache / "models" / "smollm2-135m"  # a fake converted folder, as tpv.models.prepare leaves it
+    converted.mkdir(parents=True)
+    (converted / MARKER).write_text(json.dumps({"source": _source_record(PACKAGED["smollm2-135m"])}))
+    out = save_adapter(origin.tensor + 1, tmp_path / "converted", origin=origin)
+    recorded = json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert Path(recorded) == converted.resolve() and model_identity(recorded) == "smollm2-135m"
+    assert from_adapter(out, origin=origin, task="t").base_model == "smollm2-135m"  # no contradiction
+    (out / ORIGIN_FILE).unlink()
+    unnamed = tpv.Origin(origin.tensor)
+    assert from_adapter(out, origin=unnamed, task="t").base_model == "smollm2-135m"  # from the config
