@@ -10,6 +10,9 @@ mapping task -> coefficient) follows the same algebra as the tensor, so ``-(a + 
 ``{a: -1, b: -1}``. Combining vectors that do not share origin, shape, dtype or base model raises
 :class:`~tpv.errors.IncompatibleVectorsError` naming both sides.
 
+About 600 lines, one idea: the class's algebra, checks, geometry and displays belong together (an operator
+needs the checks, a display the geometry).
+
 Example:
     >>> import torch, tpv
     >>> origin = tpv.Origin.gaussian(num_virtual_tokens=4, token_dim=8, seed=0)
