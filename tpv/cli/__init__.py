@@ -18,7 +18,7 @@ import click
 import typer
 from typer.exceptions import TyperException
 
-from tpv.cli._common import console
+from tpv.cli._common import ORIGIN_HELP, THREADS_HELP, console
 from tpv.errors import ConfigError, TPVError
 
 app = typer.Typer(
@@ -55,23 +55,40 @@ def _root(
 
 @app.command("inspect")
 def inspect_command(
-    file: Annotated[Path, typer.Argument(help="A tpv .safetensors file (vector or origin).")],
+    file: Annotated[
+        Path, typer.Argument(help="A tpv .safetensors file (vector or origin), a PEFT adapter folder or a run folder.")
+    ],
+    origin: Annotated[Optional[Path], typer.Option(help=ORIGIN_HELP)] = None,  # noqa: UP045
     as_json: Annotated[bool, typer.Option("--json", help="Print the header as JSON.")] = False,
 ) -> None:
-    """Show what a tpv file holds, reading only its header (no tensor is loaded).
+    """Show what a tpv file holds (its header only), or summarize a PEFT adapter folder.
+
+    A run folder of `tpv train` shows its vector file. An adapter folder shows its PEFT config (base model,
+    virtual tokens, init kind, token dim), whether it holds an origin and a vector, and the vector's terms
+    and norm when it can be read (with --origin where the folder holds no origin.safetensors).
 
     Example: `tpv inspect runs/sst2/vector.safetensors --json`
     """
-    from tpv.files import inspect
+    from tpv.cli._common import input_kind
 
-    info = inspect(file)
+    kind = input_kind(file)
+    if kind == "adapter":
+        info = _adapter_summary(file, origin)
+    else:
+        from tpv.files import inspect
+
+        if kind == "run":
+            from tpv.engine.runfolder import RUN_VECTOR_FILE
+
+            file = file / RUN_VECTOR_FILE
+        info = inspect(file).to_dict()
     if as_json:
-        typer.echo(json.dumps(info.to_dict(), indent=2, sort_keys=True))
+        typer.echo(json.dumps(info, indent=2, sort_keys=True))
         return
     from rich.table import Table
 
     table = Table(title=str(file), show_header=False, title_justify="left")
-    for key, value in info.to_dict().items():
+    for key, value in info.items():
         if key == "path" or value in ({}, None):
             continue
         shown = json.dumps(value) if isinstance(value, dict | list) else str(value)
@@ -79,27 +96,68 @@ def inspect_command(
     console().print(table)
 
 
+def _adapter_summary(folder: Path, origin: Path | None) -> dict[str, object]:
+    """What ``tpv inspect`` shows of a PEFT adapter folder: config fields, files present, the vector if readable."""
+    from tpv._adapter_files import ORIGIN_FILE, VECTOR_FILE
+    from tpv.adapters import read_adapter
+    from tpv.cli._common import read_input
+
+    prompt, config = read_adapter(folder)
+    info: dict[str, object] = {
+        "path": str(folder),
+        "kind": "peft adapter",
+        "peft_type": config.get("peft_type"),
+        "task_type": config.get("task_type"),
+        "base_model": config.get("base_model_name_or_path"),
+        "num_virtual_tokens": config.get("num_virtual_tokens"),
+        "num_transformer_submodules": config.get("num_transformer_submodules"),
+        "token_dim": config.get("token_dim"),
+        "init": config.get("prompt_tuning_init"),
+        "init_text": config.get("prompt_tuning_init_text"),
+        "shape": list(prompt.shape),
+        "dtype": str(prompt.dtype).removeprefix("torch."),
+        "origin_file": (folder / ORIGIN_FILE).is_file(),
+        "vector_file": (folder / VECTOR_FILE).is_file(),
+    }
+    try:
+        vector = read_input(folder, origin=origin).item
+    except TPVError as exc:
+        info["vector"] = f"not readable: {exc}"
+        return info
+    info["terms"] = dict(vector.terms)
+    info["norm"] = round(float(vector.norm()), 6)
+    info["origin_id"] = vector.origin_id
+    return info
+
+
 @app.command("similarity")
 def similarity_command(
-    files: Annotated[list[Path], typer.Argument(help="Two or more vector or origin files of the same shape.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Two or more vectors or origins of the same shape: files, adapter or run folders."),
+    ],
+    origin: Annotated[Optional[Path], typer.Option(help=ORIGIN_HELP)] = None,  # noqa: UP045
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Also write a heatmap PNG here.")] = None,  # noqa: UP045
     as_json: Annotated[bool, typer.Option("--json", help="Print the matrix as JSON.")] = False,
 ) -> None:
     """Cosine similarity matrix of vectors (or prompts), as a table and optionally a heatmap.
 
     Vectors of different origins may be compared (the paper's heatmaps compare the same task across origins).
+    PEFT adapter folders and `tpv train` run folders are read as their vectors.
 
     Example: `tpv similarity sst2.safetensors imdb.safetensors trec.safetensors --plot sim.png`
     """
-    from tpv.files import load
+    from tpv.cli._common import read_input
     from tpv.vector import TaskPromptVector, cosine_matrix
 
     if len(files) < 2:
         raise ConfigError("tpv similarity needs at least two files")
-    items = [load(f) for f in files]
+    items = [read_input(f, origin=origin, vector_only=False).item for f in files]
     tensors = [x if isinstance(x, TaskPromptVector) else x.tensor for x in items]
     matrix = cosine_matrix(tensors)  # (n, n)
     labels = [_label(f, x) for f, x in zip(files, items)]
+    if len(set(labels)) != len(labels):
+        labels = [str(f) for f in files]
     if plot is not None:
         from tpv.plots import plot_similarity
 
@@ -136,7 +194,13 @@ def origin_new_command(
     init: Annotated[
         str, typer.Option(help="gaussian | sample-vocab | first-n-vocab | text (vocab kinds and text need --model).")
     ] = "gaussian",
-    tokens: Annotated[int, typer.Option("--tokens", help="Number of virtual tokens.")] = 50,
+    num_virtual_tokens: Annotated[
+        int, typer.Option("--num-virtual-tokens", help="Number of virtual tokens (rows per submodule).")
+    ] = 50,
+    tokens: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--tokens", hidden=True, help="Deprecated spelling of --num-virtual-tokens."),
+    ] = None,
     dim: Annotated[Optional[int], typer.Option(help="Embedding width (gaussian without --model).")] = None,  # noqa: UP045
     model: Annotated[
         Optional[str],  # noqa: UP045
@@ -152,12 +216,20 @@ def origin_new_command(
     task_type: Annotated[
         str, typer.Option(help="With --model: causal-lm | seq2seq | seq-cls (e.g. seq-cls for minilm-l6).")
     ] = "causal-lm",
+    threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP)] = None,  # noqa: UP045
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
     """Create a reproducible origin and save it.
 
-    Example: `tpv origin new --init first-n-vocab --model smollm2-135m --tokens 50 --seed 0 -o origin.safetensors`
+    Example: `tpv origin new --init first-n-vocab --model smollm2-135m --num-virtual-tokens 50 -o origin.safetensors`
     """
+    if tokens is not None:  # the old spelling, kept working
+        if num_virtual_tokens not in (50, tokens):
+            raise ConfigError(
+                f"--tokens {tokens} and --num-virtual-tokens {num_virtual_tokens} disagree: give --num-virtual-tokens"
+            )
+        num_virtual_tokens = tokens
+    tokens = num_virtual_tokens
     from tpv.files import save
     from tpv.origin import INIT_KINDS, Origin
 
@@ -182,7 +254,10 @@ def origin_new_command(
         if model is None:
             raise ConfigError(f"--init {init} draws from a model's embeddings: give --model (e.g. smollm2-135m)")
         from tpv.adapters import make_origin
+        from tpv.cli._common import set_threads
         from tpv.models import load_model, load_tokenizer
+
+        set_threads(threads)
 
         if task_type not in ("causal-lm", "seq2seq", "seq-cls"):
             raise ConfigError(f"--task-type must be causal-lm, seq2seq or seq-cls; got {task_type!r}")

@@ -12,8 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from tpv.cli._common import THREADS_HELP, guard, set_threads
 from tpv.cli._common import console as _console
-from tpv.cli._common import guard
 
 app = typer.Typer(
     help="FUSE maps between models with different tokenizers: fit them, move soft prompts and vectors with them.",
@@ -45,6 +45,7 @@ def fit_command(
     refit: Annotated[bool, typer.Option("--refit", help="Fit again even if a cached map exists.")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the cache.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the map's metadata as JSON.")] = False,
+    threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP)] = None,  # noqa: UP045
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
     """Fit (or load from the cache) the FUSE maps G_1..G_K from SOURCE's embedding space to TARGET's.
@@ -59,6 +60,7 @@ def fit_command(
         from tpv._fs import check_output
         from tpv.fuse import fit, save_map
 
+        set_threads(threads)
         if out is not None:  # checked before any model is loaded
             check_output(out, overwrite=overwrite, flag="--overwrite")
             check_output(str(out) + ".json", overwrite=overwrite, flag="--overwrite")

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from tpv._fs import check_output
+from tpv.cli._common import INPUT_HELP, ORIGIN_HELP, THREADS_HELP, set_threads
 from tpv.errors import ConfigError, ModelError, TaskError
 
 if TYPE_CHECKING:
+    from tpv.cli._common import VectorInput
     from tpv.vector import TaskPromptVector
 
 __all__ = ["combine_command", "parse_grid", "parse_weights", "register", "search_command", "select_command"]
@@ -84,22 +86,29 @@ def parse_grid(text: str) -> tuple[float, ...]:
 _DTYPES = ("float32", "float64", "bfloat16", "float16")
 
 
-def _load_vectors(files: list[Path], dtype: str | None = None) -> list[TaskPromptVector]:
-    """Read vector files; with ``dtype`` convert them all, else refuse mixed dtypes naming ``--dtype``."""
+def _load_vectors(files: list[Path], dtype: str | None = None, *, origin: Path | None = None) -> list[TaskPromptVector]:
+    """Read vectors (files, adapter or run folders); with ``dtype`` convert them all, else refuse mixed dtypes."""
+    return [inp.item for inp in _read_inputs(files, dtype, origin=origin)]
+
+
+def _read_inputs(files: list[Path], dtype: str | None = None, *, origin: Path | None = None) -> list[VectorInput]:
+    """Read vector inputs (tpv files, PEFT adapter folders, run folders) as :func:`_load_vectors` does."""
+    import dataclasses
+
     import torch
 
-    from tpv.files import load_vector
+    from tpv.cli._common import read_input
 
     if dtype is not None and dtype not in _DTYPES:
         raise ConfigError(f"--dtype must be one of {', '.join(_DTYPES)}; got {dtype!r}")
-    vectors = [load_vector(f) for f in files]
+    inputs = [read_input(f, origin=origin) for f in files]
     if dtype is not None:
-        return [v.to(getattr(torch, dtype)) for v in vectors]
-    dtypes = {str(v.dtype).removeprefix("torch.") for v in vectors}
+        return [dataclasses.replace(i, item=i.item.to(getattr(torch, dtype))) for i in inputs]
+    dtypes = {str(i.item.dtype).removeprefix("torch.") for i in inputs}
     if len(dtypes) > 1:
-        listing = ", ".join(f"{f} ({str(v.dtype).removeprefix('torch.')})" for f, v in zip(files, vectors))
+        listing = ", ".join(f"{i.path} ({str(i.item.dtype).removeprefix('torch.')})" for i in inputs)
         raise ConfigError(f"the vectors have different dtypes: {listing}; pass --dtype float32 to convert them all")
-    return vectors
+    return inputs
 
 
 def _names(files: list[Path], vectors: list[TaskPromptVector]) -> list[str]:
@@ -121,8 +130,21 @@ def _echo_err(message: str) -> None:
 
 
 def combine_command(
-    files: Annotated[list[Path], typer.Argument(help="Vector files tuned from the same origin on the same model.")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the merged vector (.safetensors).")],
+    files: Annotated[
+        list[Path], typer.Argument(help=f"Vectors tuned from one origin on one model: each {INPUT_HELP}.")
+    ],
+    out: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("-o", "--out", help="Where to write the merged vector (.safetensors)."),
+    ] = None,
+    adapter_out: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="Also (or instead) write origin + merged vector as a PEFT adapter folder here."),
+    ] = None,
+    origin: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="The vectors' origin file: for adapter folders without one, and for --adapter-out."),
+    ] = None,
     method: Annotated[
         str,
         typer.Option(help="task_arithmetic | mean | per_token | magnitude | ties | dare | dare_ties."),
@@ -147,12 +169,14 @@ def combine_command(
         Optional[str],  # noqa: UP045
         typer.Option(help="Convert every vector to this dtype first (float32, bfloat16, ...): for mixed inputs."),
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file or --adapter-out folder.")] = False,
 ) -> None:
     """Merge task prompt vectors with a registered method and save the result.
 
-    The merge method, parameters, weights and inputs are saved in the file's provenance. For the linear
-    methods the result's terms are exact; for ties, dare and magnitude they record the weights given.
+    The inputs may be tpv vector files, PEFT adapter folders (read as tuned - origin) and `tpv train` run
+    folders. The merge method, parameters, weights and inputs are saved in the file's provenance. For the
+    linear methods the result's terms are exact; for ties, dare and magnitude they record the weights given.
+    --adapter-out writes origin + merged as a PEFT adapter folder (PeftModel.from_pretrained loads it).
 
     Example: `tpv combine a.safetensors b.safetensors --method ties --density 0.2 --weights 1,0.5 -o multi.safetensors`
     """
@@ -172,8 +196,20 @@ def combine_command(
         raise ConfigError(f"--scale must be finite, got {scale}")
     if seed is not None and not 0 <= seed <= 2**63 - 1:
         raise ConfigError(f"--seed must be an integer in 0..2**63-1; got {seed}")
-    check_output(out, overwrite=overwrite, inputs=[*files, token_weights], flag="--overwrite")
-    vectors = _load_vectors(files, dtype)
+    if out is None and adapter_out is None:
+        raise ConfigError("tpv combine needs an output: -o FILE.safetensors and/or --adapter-out FOLDER")
+    if out is not None:
+        check_output(out, overwrite=overwrite, inputs=[*files, token_weights, origin], flag="--overwrite")
+    if adapter_out is not None:
+        check_output(
+            adapter_out,
+            overwrite=overwrite,
+            inputs=[*files, token_weights, origin, out],
+            flag="--overwrite",
+            folder=True,
+        )
+    inputs = _read_inputs(files, dtype, origin=origin)
+    vectors = [i.item for i in inputs]
     w: Any = None
     if weights is not None:
         w = parse_weights(weights)
@@ -190,19 +226,45 @@ def combine_command(
         merged = merged * scale
     record = merge_record(method, w, [str(f) for f in files], **params)
     record["merge"]["scale"] = scale
-    save(merged, out, provenance=record, overwrite=overwrite)
+    merged_origin = None
+    if adapter_out is not None:
+        merged_origin = _known_origin(inputs, origin, merged.origin_id)
+    if out is not None:
+        save(merged, out, provenance=record, overwrite=overwrite)
+    if adapter_out is not None:
+        from tpv.adapters import save_adapter
+
+        save_adapter(merged, adapter_out, origin=merged_origin, overwrite=overwrite)
+    written = [str(p) for p in (out, adapter_out) if p is not None]
     if as_json:
-        typer.echo(json.dumps({"out": str(out), "terms": dict(merged.terms), **record}, indent=2))
+        outputs = {
+            "out": str(out) if out is not None else None,
+            "adapter_out": str(adapter_out) if adapter_out else None,
+        }
+        typer.echo(json.dumps({**outputs, "terms": dict(merged.terms), **record}, indent=2))
         return
-    typer.echo(f"wrote {merged.describe()} to {out} ({method})")
+    typer.echo(f"wrote {merged.describe()} to {' and '.join(written)} ({method})")
+
+
+def _known_origin(inputs: list[VectorInput], origin: Path | None, origin_id: str) -> Any:
+    """The origin ``--adapter-out`` needs: ``--origin`` or an input folder's own, else a ConfigError."""
+    from tpv.cli._common import known_origin
+
+    found = known_origin(inputs, origin, origin_id)
+    if found is None:
+        raise ConfigError(
+            f"--adapter-out writes origin + merged vector and needs the origin {origin_id}: pass --origin "
+            "ORIGIN.safetensors (none of the inputs is a folder holding it)"
+        )
+    return found
 
 
 # -- select ---------------------------------------------------------------------------------------------------
 
 
 def select_command(
-    sources: Annotated[list[Path], typer.Argument(help="Source vector files to choose from.")],
-    target: Annotated[Path, typer.Option(help="The target's vector file (e.g. from a brief tuning).")],
+    sources: Annotated[list[Path], typer.Argument(help=f"Source vectors to choose from: each {INPUT_HELP}.")],
+    target: Annotated[Path, typer.Option(help="The target's vector (e.g. from a brief tuning): file or folder.")],
     method: Annotated[str, typer.Option(help="spot (top-k by similarity) | dtvg (best similar group).")] = "spot",
     top_k: Annotated[int, typer.Option(help="spot: how many sources to keep.")] = 1,
     threshold: Annotated[float, typer.Option(help="dtvg: keep sources more similar to the target than this.")] = 0.0,
@@ -211,6 +273,7 @@ def select_command(
     pooling: Annotated[
         str, typer.Option(help="flat | mean_tokens | token_pairs (SPoT's token-level variants).")
     ] = "flat",
+    origin: Annotated[Optional[Path], typer.Option(help=ORIGIN_HELP)] = None,  # noqa: UP045
     as_json: Annotated[bool, typer.Option("--json", help="Print the selection as JSON.")] = False,
 ) -> None:
     """Choose the source vectors most useful for a target, by cosine similarity.
@@ -229,8 +292,8 @@ def select_command(
         raise ConfigError(f"--pooling must be flat, mean_tokens or token_pairs, got {pooling!r}")
     if not sources:
         raise ConfigError("tpv select needs at least one source vector file")
-    vectors = _load_vectors(sources)
-    (target_vector,) = _load_vectors([target])
+    vectors = _load_vectors(sources, origin=origin)
+    (target_vector,) = _load_vectors([target], origin=origin)
     selection = select_sources(
         target_vector,
         vectors,
@@ -283,7 +346,9 @@ def _tasks_layer() -> Any:
 
 
 def search_command(
-    vectors: Annotated[list[Path], typer.Argument(help="Vector files to combine (same origin, same model).")],
+    vectors: Annotated[
+        list[Path], typer.Argument(help=f"Vectors to combine (one origin, one model): each {INPUT_HELP}.")
+    ],
     origin: Annotated[Path, typer.Option(help="The origin file the vectors were tuned from.")],
     task: Annotated[str, typer.Option(help="The task whose validation split scores the candidates.")],
     model: Annotated[str, typer.Option(help="Model name or path (the vectors' model).")] = "smollm2-135m",
@@ -295,7 +360,7 @@ def search_command(
     batch_size: Annotated[int, typer.Option(help="Validation examples per forward pass.")] = 8,
     max_examples: Annotated[
         Optional[int],  # noqa: UP045
-        typer.Option(help="Use at most this many validation examples (stratified)."),
+        typer.Option(help="Validation examples scoring each candidate: at most N, stratified (default all)."),
     ] = None,
     max_length: Annotated[Optional[int], typer.Option(help="Keep the last N tokens of an input.")] = None,  # noqa: UP045
     sequential: Annotated[
@@ -306,6 +371,7 @@ def search_command(
         Optional[Path],  # noqa: UP045
         typer.Option("-o", "--out", help="Write the best combination (a vector) here."),
     ] = None,
+    threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP)] = None,  # noqa: UP045
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
@@ -322,6 +388,7 @@ def search_command(
     from tpv.files import load_origin, save
     from tpv.search import search_per_task, search_scalar
 
+    set_threads(threads)
     if strategy not in ("coordinate", "grid"):
         raise ConfigError(f"--strategy must be coordinate or grid, got {strategy!r}")
     if out is not None:
@@ -329,7 +396,7 @@ def search_command(
     if not vectors:
         raise ConfigError("tpv search needs at least one vector file")
     values = parse_grid(grid)
-    vecs = _load_vectors(vectors)
+    vecs = _load_vectors(vectors, origin=origin)
     org = load_origin(origin)
     models = _model_layer()
     tasks = _tasks_layer()

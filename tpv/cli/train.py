@@ -32,7 +32,9 @@ from typing import (
 
 import typer
 
+from tpv.cli._common import THREADS_HELP as _THREADS
 from tpv.cli._common import console as _console
+from tpv.cli._common import set_threads as _set_threads
 from tpv.engine.config import LrRule, TrainConfig
 from tpv.errors import ConfigError
 
@@ -40,20 +42,7 @@ if TYPE_CHECKING:
     from tpv.engine.records import TrainEvent
 
 _LAUNCHED = "TPV_ACCELERATE_LAUNCHED"
-_THREADS = (
-    "CPU threads for torch (default: torch's choice, one per core); 1 is fastest on a machine other jobs keep busy."
-)
 _RUN = "Run control"  # a second help panel (how the run executes): keeps `tpv train --help` uncut at 80 columns
-
-
-def _set_threads(threads: int | None) -> None:
-    if threads is None:
-        return
-    if threads < 1:
-        raise ConfigError(f"--threads {threads}: must be a positive integer")
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 def _under_launcher() -> bool:
@@ -299,20 +288,23 @@ def _init_from_files(origin: Path | None, vectors: list[Path] | None) -> tuple[A
 def eval_command(
     run: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Argument(help="A run folder written by `tpv train` (its run.json names model and task)."),
+        typer.Argument(help="A `tpv train` run folder (run.json names model and task) or a PEFT adapter folder."),
     ] = None,
     task: Annotated[Optional[str], typer.Option(help="Task to score (default: the run's).")] = None,  # noqa: UP045
     model: Annotated[Optional[str], typer.Option(help="Model (default: the run's).")] = None,  # noqa: UP045
     vector: Annotated[
         Optional[list[Path]],  # noqa: UP045
-        typer.Option(help="Score origin + these vectors (summed) instead of a run; needs --origin."),
+        typer.Option(help="Score origin + these vectors (summed): files, adapter or run folders. Repeatable."),
     ] = None,
     origin: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option(help="The origin file (default: the run's); alone, scores the bare origin."),
+        typer.Option(help="The origin file (default: the run's or the folders'); alone, scores the bare origin."),
     ] = None,
     split: Annotated[str, typer.Option(help="train, validation or test.")] = "test",
-    max_examples: Annotated[Optional[int], typer.Option(help="Score only the first N.")] = None,  # noqa: UP045
+    max_examples: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(help="Examples of --split scored: only the first N (default all)."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 32,
     max_length: Annotated[int, typer.Option(help="Most input tokens per example.")] = 256,
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
@@ -321,27 +313,40 @@ def eval_command(
     threads: Annotated[Optional[int], typer.Option(help=_THREADS)] = None,  # noqa: UP045
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Score a tuned prompt (a run, or origin + vectors) on a task by rank classification.
+    """Score a tuned prompt (a run, an adapter folder, or origin + vectors) on a task by rank classification.
+
+    A PEFT adapter folder is scored as its prompt (origin + vector), on the model its config names unless
+    --model is given; --task is required for it.
 
     Example: `tpv eval runs/rt --split test --max-examples 500`
     """
     from tpv.adapters import init_prompt_tuning
+    from tpv.cli._common import input_kind, known_origin, read_input
     from tpv.engine.evaluation import evaluate
     from tpv.engine.runfolder import ADAPTER_DIR, ORIGIN_FILE, RUN_FILE, RUN_VECTOR_FILE, read_run
-    from tpv.files import load_origin, load_vector
+    from tpv.files import load_origin
     from tpv.models import load_model, load_tokenizer, quiet_loading
 
     _set_threads(threads)
     recorded: dict[str, Any] = {}
+    head_dir: Path | None = None  # where a seq-cls head is saved beside the prompt
     if run is not None:
-        path = run / RUN_FILE
-        if not path.is_file():
-            raise ConfigError(f"{str(run)!r} holds no {RUN_FILE}: not a finished `tpv train` run")
-        recorded = read_run(path)
-        origin = origin or run / ORIGIN_FILE
-        vector = vector or [run / RUN_VECTOR_FILE]
-    if origin is None:
-        raise ConfigError("give a run folder, or --origin (and optionally --vector) to score")
+        run_kind = input_kind(run)
+        if run_kind == "adapter":
+            recorded = _adapter_record(run)
+            head_dir = run
+            vector = [run, *(vector or [])]
+        else:
+            path = run / RUN_FILE
+            if not path.is_file():
+                raise ConfigError(f"{str(run)!r} holds no {RUN_FILE}: not a finished `tpv train` run")
+            recorded = read_run(path)
+            head_dir = run / ADAPTER_DIR
+            origin = origin or run / ORIGIN_FILE
+            vector = vector or [run / RUN_VECTOR_FILE]
+    inputs = [read_input(v, origin=origin) for v in vector or []]
+    if origin is None and not inputs:
+        raise ConfigError("give a run folder, an adapter folder, or --origin (and optionally --vector) to score")
     if split not in ("train", "validation", "test"):
         raise ConfigError(f"--split {split!r}: must be train, validation or test")
     if max_examples is not None and max_examples < 1:
@@ -351,10 +356,18 @@ def eval_command(
     if not task_name:
         raise ConfigError("--task is required when no run folder names one")
     kind = recorded.get("kind", "causal-lm")
-    org = load_origin(origin)
-    start: Any = org
-    if vector:
-        start = sum(load_vector(v) for v in vector)
+    start: Any
+    if inputs:
+        start = sum(i.item for i in inputs)
+        org = known_origin(inputs, origin, start.origin_id)
+        if org is None:
+            raise ConfigError(
+                f"the vectors were tuned from origin {start.origin_id}: pass its file with --origin ORIGIN.safetensors"
+            )
+    else:
+        assert origin is not None  # checked above
+        org = load_origin(origin)
+        start = org
     words = recorded.get("label_words") if task_name == recorded.get("task") else None
     if words is None:
         from tpv.tasks import get_task
@@ -363,9 +376,9 @@ def eval_command(
     num_labels = len(words) if kind == "seq-cls" else None
     base = load_model(model_name, task_type=kind, num_labels=num_labels)
     with quiet_loading():  # PEFT reads a deprecated transformers alias while wrapping the model
-        peft_model = init_prompt_tuning(base, start, origin=org if vector else None, task_type=kind)
-    if kind == "seq-cls" and run is not None:
-        _load_head(peft_model, run / ADAPTER_DIR)
+        peft_model = init_prompt_tuning(base, start, origin=org if inputs else None, task_type=kind)
+    if kind == "seq-cls" and head_dir is not None:
+        _load_head(peft_model, head_dir)
     result = evaluate(
         peft_model,
         load_tokenizer(model_name),
@@ -390,6 +403,20 @@ def eval_command(
     _console().print(
         f"{task_name} ({split}, {result['examples']} examples): {scores}, {result['examples_per_s']:.1f} examples/s"
     )
+
+
+def _adapter_record(folder: Path) -> dict[str, Any]:
+    """What ``tpv eval`` takes from an adapter folder's config: the model (``model``) and its kind (``kind``)."""
+    from tpv._adapter_files import TPV_TASK
+    from tpv.adapter_origin import model_identity
+    from tpv.adapters import read_adapter
+
+    _prompt, config = read_adapter(folder)
+    record: dict[str, Any] = {"kind": TPV_TASK.get(str(config.get("task_type")), "causal-lm")}
+    name = config.get("base_model_name_or_path")
+    if isinstance(name, str) and name:
+        record["model"] = model_identity(name)
+    return record
 
 
 def _load_head(peft_model: Any, adapter_dir: Path) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from tpv._fs import check_output
+from tpv.cli._common import THREADS_HELP, input_kind, set_threads
 from tpv.errors import ConfigError
 
 __all__ = ["register", "transfer_command"]
@@ -22,6 +23,11 @@ def _read_input(path: Path, origin_file: Path | None) -> tuple[Any, Any, str]:
     """``(prompt_or_vector, origin, description)`` from an adapter folder or a tpv file."""
     from tpv.files import inspect, load_origin, load_vector
 
+    if path.is_dir() and input_kind(path) == "run":  # a `tpv train` run folder: its vector and origin
+        from tpv.engine.runfolder import ORIGIN_FILE, RUN_VECTOR_FILE
+
+        origin_file = origin_file or path / ORIGIN_FILE
+        path = path / RUN_VECTOR_FILE
     if path.is_dir():
         from tpv.adapters import read_adapter
 
@@ -50,7 +56,10 @@ def _read_input(path: Path, origin_file: Path | None) -> tuple[Any, Any, str]:
 
 def transfer_command(
     source: Annotated[
-        Path, typer.Argument(help="A PEFT prompt-tuning adapter folder, or a tpv vector or origin .safetensors file.")
+        Path,
+        typer.Argument(
+            help="A PEFT prompt-tuning adapter folder, a `tpv train` run folder, or a tpv .safetensors file."
+        ),
     ],
     out: Annotated[
         Path,
@@ -74,7 +83,9 @@ def transfer_command(
             help="Score candidates on this task's target validation set and keep the best (uses target data)."
         ),
     ] = None,
-    val_examples: Annotated[int, typer.Option(help="Validation examples used with --task.")] = 200,
+    val_examples: Annotated[
+        int, typer.Option(help="With --task: target validation examples scoring the candidates (the first N).")
+    ] = 200,
     label_anchors: Annotated[
         float, typer.Option(help="With --task: weight of the task's label words among the anchors (0: off).")
     ] = 0.0,
@@ -87,6 +98,7 @@ def transfer_command(
     eval_every: Annotated[int, typer.Option(help="Score every N steps (with --task).")] = 50,
     max_anchors: Annotated[Optional[int], typer.Option(help="Use at most N shared anchors.")] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option(help="Seed of the search's init and the anchor subset.")] = 0,
+    threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP)] = None,  # noqa: UP045
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file or folder.")] = False,
 ) -> None:
     """Move a soft prompt, origin or task prompt vector to another model, zero-shot, through shared anchors.
@@ -104,6 +116,7 @@ def transfer_command(
     from tpv.transfer import METHODS, SearchConfig, run_transfer, validation_scorer
     from tpv.transfer.api import VECTOR_MODES
 
+    set_threads(threads)
     if method not in METHODS:
         raise ConfigError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
     if vector_mode not in VECTOR_MODES:
