@@ -61,6 +61,9 @@ _LAZY: dict[str, str] = {
     "evaluate": "tpv.engine",
     "TrainConfig": "tpv.engine",
     "TrainResult": "tpv.engine",
+    "Job": "tpv.engine",
+    "train_many": "tpv.engine",
+    "evaluate_many": "tpv.engine",
     "transfer": "tpv.transfer",
     "push_to_hub": "tpv.hub",
 }

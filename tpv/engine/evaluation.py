@@ -87,11 +87,14 @@ class _Evaluator:
 
     def run(self, scorer: Scorer, *, progress: bool = False, predictions: bool = False) -> dict[str, Any]:
         """Score, then compute the metric, accuracy, the mean cross-entropy over the classes and the speed."""
-        from tpv.metrics import compute_metric
-
         start = time.perf_counter()
         logits = self.scores(scorer, progress=progress)  # (N, C)
-        seconds = time.perf_counter() - start
+        return self.summarize(logits, time.perf_counter() - start, predictions=predictions)
+
+    def summarize(self, logits: torch.Tensor, seconds: float, *, predictions: bool = False) -> dict[str, Any]:
+        """The result of :meth:`run` from class logits ``(N, C)`` in dataset order, scored in ``seconds``."""
+        from tpv.metrics import compute_metric
+
         labels = torch.tensor([e.label for e in self.encoded], dtype=torch.long)  # (N,)
         preds = logits.argmax(dim=1)  # (N,)
         loss = float(torch.nn.functional.cross_entropy(logits, labels))

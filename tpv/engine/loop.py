@@ -353,9 +353,11 @@ class _Session:
                 scaled.backward()
         return value
 
-    def _evaluate(self) -> None:
+    def _evaluate(self, result: dict[str, Any] | None = None) -> None:
+        """Score the validation set (or record ``result``, scored elsewhere), keep the best prompt, stop early."""
         assert self.evaluator is not None
-        result = self.evaluator.run(self.scorer)
+        if result is None:
+            result = self.evaluator.run(self.scorer)
         record = {"step": self.step, **result}
         self.evals.append(record)
         improved = self.best_score is None or result["score"] > self.best_score

@@ -1,0 +1,239 @@
+"""Tests of many prompts at once (tpv.train_many, tpv.evaluate_many): the parity law on tiny causal LMs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import tpv
+from tpv.engine import Job, TrainConfig, TrainResult, evaluate, evaluate_many, train, train_many
+from tpv.errors import ConfigError
+
+WORDS = (" negative", " positive")
+POS = ("good", "great", "loved", "fun", "fine")
+NEG = ("bad", "awful", "hated", "boring", "dull")
+TEMPLATE = "the movie was {} . sentiment :"
+LONG = "it was really very good and fun . the story was great and the acting was fine , i loved it . sentiment :"
+BASE = {"steps": 10, "lr": 0.05, "eval_every": 5, "batch_size": 3, "num_virtual_tokens": 4, "precision": "fp32"}
+REL = 1e-4  # the parity law's tolerance: relative difference of the prompts after 10 fp32 steps
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread (no OpenMP hand-offs)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def toy(flip: bool = False, long: bool = False) -> list[tuple[str, int]]:
+    """Ten sentiment examples (``flip`` swaps the labels; ``long`` adds one longer than Gemma 3's window of 16)."""
+    data = [(TEMPLATE.format(w), 1) for w in POS] + [(TEMPLATE.format(w), 0) for w in NEG]
+    if long:
+        data.append((LONG, 1))
+    return [(t, 1 - y) for t, y in data] if flip else data
+
+
+def learnable(tiny: Any, kind: str) -> tuple[Any, Any]:
+    """A tiny model with weights of std 0.3, whose last-token outputs depend on the input enough to learn from."""
+    model, tokenizer = tiny(kind)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    return model, tokenizer
+
+
+def jobs() -> dict[str, Job]:
+    """Three jobs with different data, label words, prompt lengths, seeds, losses and schedules."""
+    return {
+        "A": Job(train_examples=toy(long=True), label_words=WORDS, validation=toy(long=True), options=BASE, name="A"),
+        "B": Job(
+            train_examples=toy(flip=True),
+            label_words=(" no", " yes"),
+            validation=toy(flip=True),
+            seed=3,
+            name="B",
+            options={**BASE, "num_virtual_tokens": 3, "steps": 6, "lr": 0.02, "loss": "label-words"},
+        ),
+        "C": Job(
+            train_examples=toy(),
+            label_words=WORDS,
+            validation=toy(flip=True),
+            seed=5,
+            name="C",
+            options={**BASE, "grad_accum": 2, "schedule": "cosine", "patience": 1, "eval_every": 2},
+        ),
+    }
+
+
+def alone(model: Any, tok: Any, job: Job) -> TrainResult:
+    """The job trained by itself with tpv.train (same seed, data and config)."""
+    return train(
+        model, tok, job.train_examples, label_words=job.label_words, validation=job.validation,
+        config=job.resolve_config(), progress=False,
+    )  # fmt: skip
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def assert_same_run(got: TrainResult, ref: TrainResult) -> None:
+    """The parity law: same prompt (relative 1e-4), same evaluations, same best step and stopping."""
+    assert rel(got.prompt, ref.prompt) <= REL
+    assert rel(got.vector.tensor, ref.vector.tensor) <= REL
+    assert (got.steps, got.stopped_early, got.best_step) == (ref.steps, ref.stopped_early, ref.best_step)
+    assert [e["step"] for e in got.evals] == [e["step"] for e in ref.evals]
+    for g, r in zip(got.evals, ref.evals):
+        assert (g["score"], g["accuracy"]) == (r["score"], r["accuracy"])
+        assert g["loss"] == pytest.approx(r["loss"], rel=REL)
+    assert [h["loss"] for h in got.history] == pytest.approx([h["loss"] for h in ref.history], rel=REL)
+    assert [h["lr"] for h in got.history] == [h["lr"] for h in ref.history]
+    assert got.lr == ref.lr and got.origin.id == ref.origin.id
+    assert got.norm_ratio == pytest.approx(ref.norm_ratio, rel=REL)
+
+
+# -- the parity law ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("share_prefix", [None, False])
+@pytest.mark.parametrize("kind", ["llama", "gemma3"])
+def test_pack_equals_alone_whoever_shares_it(tiny: Any, kind: str, share_prefix: bool | None) -> None:
+    """A job packed with B (other prompt length) or with C (same length) ends as it does alone, and so do B and C."""
+    model, tok = learnable(tiny, kind)
+    j = jobs()
+    ref = {name: alone(model, tok, job) for name, job in j.items()}
+    with_b = train_many(model, tok, [j["A"], j["B"]], share_prefix=share_prefix, progress=False)
+    with_c = train_many(model, tok, [j["A"], j["C"]], share_prefix=share_prefix, progress=False)
+    for got in (with_b[0], with_c[0]):
+        assert_same_run(got, ref["A"])
+    assert rel(with_b[0].prompt, with_c[0].prompt) <= REL
+    assert_same_run(with_b[1], ref["B"])  # left the pack after 6 steps while A went on
+    assert_same_run(with_c[1], ref["C"])  # stopped early (patience 1) while A went on
+    assert with_c[1].stopped_early and with_b[1].steps == 6
+    assert with_b[1].task == "task" and with_b[1].vector.terms == {"task": 1.0}
+    again = evaluate(with_b[0].model, tok, toy(long=True), label_words=WORDS)
+    assert again["score"] == with_b[0].best_score  # TrainResult.model holds the kept prompt, as with train
+
+
+def test_pack_size_queue_range_test_out_dir_and_events(tiny: Any, tmp_path: Path) -> None:
+    """With pack_size=1 jobs wait their turn and end as in one pack; range test, out_dir and callback work."""
+    model, tok = learnable(tiny, "llama")
+    j = jobs()
+    ranged = Job(
+        train_examples=toy(), label_words=WORDS, seed=2, out_dir=tmp_path / "r",
+        options={**BASE, "lr": "range-test", "range_test_steps": 5, "steps": 4},
+    )  # fmt: skip
+    events: list[tuple[int, str]] = []
+    packed = train_many(model, tok, [j["A"], ranged], progress=False)
+    queued = train_many(
+        model, tok, [j["A"], Job(**{**ranged.__dict__, "overwrite": True})], pack_size=1, progress=False,
+        callback=lambda i, e: events.append((i, e.kind)),
+    )  # fmt: skip
+    ref = alone(model, tok, Job(**{**ranged.__dict__, "out_dir": None}))
+    for got in (packed[1], queued[1]):
+        assert got.lr_choice["rule"] == "range-test"
+        assert_same_run(got, ref)
+    assert_same_run(queued[0], packed[0])
+    assert [e for e in events if e[1] == "end"] == [(0, "end"), (1, "end")]
+    joined = max(i for i, e in enumerate(events) if e == (1, "start"))  # after its range test's start events
+    assert events.index((0, "end")) < joined  # the second job joined the pack when the first left
+    loaded = tpv.load_vector(tmp_path / "r" / "vector.safetensors")
+    assert torch.equal(loaded.tensor, queued[1].vector.tensor)
+    assert (tmp_path / "r" / "run.json").is_file()
+
+
+# -- evaluate_many -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma3"])
+def test_evaluate_many_equals_evaluate_each(tiny: Any, kind: str) -> None:
+    """Several prompts scored in mixed batches give what tpv.evaluate gives for each alone."""
+    from tpv.adapters import init_prompt_tuning
+
+    model, tok = learnable(tiny, kind)
+    dim = model.get_input_embeddings().weight.shape[1]
+    origin = tpv.Origin.gaussian(4, dim, seed=1, std=0.3)
+    gen = torch.Generator().manual_seed(0)
+    vector = tpv.TaskPromptVector.from_prompts(
+        origin.tensor + 0.2 * torch.randn(4, dim, generator=gen), origin, task="t"
+    )
+    prompts: list[Any] = [
+        torch.randn(5, dim, generator=gen) * 0.3,
+        origin,
+        (vector, origin),
+        tpv.Origin.gaussian(3, dim, seed=2),
+    ]
+    data = [*toy(long=True), ("bad", 0), ("really very fun and great", 1)]
+    for share in (None, False):
+        got = evaluate_many(
+            model, tok, prompts, data, label_words=WORDS, batch_size=7, return_predictions=True, share_prefix=share,
+            precision="fp32",
+        )  # fmt: skip
+        assert len(got) == len(prompts)
+        for item, result in zip(prompts, got):
+            init, org = (item[0], item[1]) if isinstance(item, tuple) else (item, None)
+            peft_model = init_prompt_tuning(model, init, origin=org)
+            ref = evaluate(peft_model, tok, data, label_words=WORDS, return_predictions=True, precision="fp32")
+            assert result["predictions"] == ref["predictions"]
+            assert (result["score"], result["accuracy"], result["examples"]) == (
+                ref["score"], ref["accuracy"], ref["examples"],
+            )  # fmt: skip
+            assert result["loss"] == pytest.approx(ref["loss"], abs=1e-5)
+            assert set(result) == set(ref)
+
+
+# -- errors and exports --------------------------------------------------------------------------------------------
+
+
+def test_errors_are_clear(tiny: Any) -> None:
+    """Empty jobs, non-jobs, seq2seq / seq-cls models, mixed precisions and bad prompts raise ConfigError."""
+    model, tok = tiny("llama")
+    job = Job(train_examples=toy(), label_words=WORDS, options=BASE)
+    with pytest.raises(ConfigError, match="jobs is empty"):
+        train_many(model, tok, [])
+    with pytest.raises(ConfigError, match=r"jobs\[1\] is a dict"):
+        train_many(model, tok, [job, {"task": "x"}])  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match="pack_size"):
+        train_many(model, tok, [job], pack_size=0)
+    for kind, found in (("t5", "seq2seq"), ("bert", "seq-cls")):
+        other, other_tok = tiny(kind)
+        with pytest.raises(ConfigError, match=rf"supports causal-lm models only.*\({found}\)"):
+            train_many(other, other_tok, [job])
+        with pytest.raises(ConfigError, match="supports causal-lm"):
+            evaluate_many(other, other_tok, [torch.zeros(2, 16)], toy(), label_words=WORDS)
+    bf16 = Job(train_examples=toy(), label_words=WORDS, options={**BASE, "precision": "bf16"})
+    with pytest.raises(ConfigError, match="share device and precision"):
+        train_many(model, tok, [job, bf16])
+    with pytest.raises(ConfigError, match="share out_dir"):
+        train_many(model, tok, [Job(**{**job.__dict__, "out_dir": "x"}), Job(**{**job.__dict__, "out_dir": "x"})])
+    with pytest.raises(ConfigError, match=r"config must be a tpv\.TrainConfig"):
+        train_many(model, tok, [job], config={"steps": 3})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="non-empty list"):
+        evaluate_many(model, tok, [], toy(), label_words=WORDS)
+    dim = model.get_input_embeddings().weight.shape[1]
+    origin = tpv.Origin.gaussian(2, dim, seed=0)
+    vector = tpv.TaskPromptVector.from_prompts(origin.tensor, origin, task="t")
+    with pytest.raises(ConfigError, match="a difference"):
+        evaluate_many(model, tok, [vector], toy(), label_words=WORDS)  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match="wide"):
+        evaluate_many(model, tok, [torch.zeros(2, dim + 1)], toy(), label_words=WORDS)
+
+
+def test_job_config_resolution_and_exports() -> None:
+    """A job's config is its own (or the default), then options, then seed; the names are exported lazily."""
+    base = TrainConfig(steps=7)
+    job = Job(task="x", seed=4, options={"lr": 0.01})
+    assert job.resolve_config(base) == TrainConfig(steps=7, lr=0.01, seed=4)
+    assert Job(config=TrainConfig(steps=3)).resolve_config(base).steps == 3
+    with pytest.raises(ConfigError, match="no option 'stepz'"):
+        Job(options={"stepz": 1}).resolve_config()
+    assert tpv.Job is Job and tpv.train_many is train_many and tpv.evaluate_many is evaluate_many
+    assert {"Job", "train_many", "evaluate_many"} <= set(tpv.__all__)
