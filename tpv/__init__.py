@@ -51,7 +51,7 @@ _LAZY: dict[str, str] = {
     "from_adapter": "tpv.adapters",
     "save_adapter": "tpv.adapters",
     "origin_of": "tpv.adapters",
-    "recover_origin": "tpv.adapter_origin",
+    "recover_origin": "tpv.adapter_io",
     "capture_origin": "tpv.peft_save",
     "save_pretrained": "tpv.peft_save",
     "OriginCallback": "tpv.peft_save",

@@ -34,7 +34,7 @@ from tpv.models import TaskType
 from tpv.origin import Origin
 from tpv.vector import UNKNOWN_MODEL, TaskPromptVector
 
-__all__ = ["from_adapter", "read_adapter", "save_adapter"]
+__all__ = ["from_adapter", "read_adapter", "recover_origin", "save_adapter"]
 
 logger = logging.getLogger("tpv.adapters")
 
@@ -44,7 +44,7 @@ logger = logging.getLogger("tpv.adapters")
 
 def _adapter_folder(adapter_dir: str | os.PathLike[str]) -> Path:
     """``adapter_dir``, or the downloaded snapshot of a Hub adapter (``owner/repo``, ``hf://owner/repo[@rev][/sub]``)."""
-    from tpv.hub import resolve_adapter_dir
+    from tpv.hub.refs import resolve_adapter_dir
 
     return resolve_adapter_dir(adapter_dir)
 
@@ -436,3 +436,34 @@ def _adapter_tensors(prompt: torch.Tensor, extra_tensors: Mapping[str, torch.Ten
             raise ConfigError(f"extra_tensors must map PEFT keys other than {PROMPT_KEY!r} to tensors; got {key!r}")
         tensors[key] = value.detach().to("cpu").contiguous()
     return tensors
+
+
+def recover_origin(
+    adapter_dir: str | os.PathLike[str], *, model: Any | None = None, tokenizer: Any | None = None
+) -> Origin:
+    """The origin an adapter folder was tuned from: its ``origin.safetensors``, else rebuilt from its config.
+
+    Only PEFT's ``TEXT`` init can be rebuilt (see the module doc); :func:`tpv.from_adapter` calls this when no
+    ``origin=`` is given and the folder holds no origin file, so ``vector.apply_to(recover_origin(dir))`` is the
+    adapter's prompt.
+
+    Args:
+        adapter_dir: the adapter folder (or a Hub adapter, as for :func:`tpv.from_adapter`).
+        model: the base model (default: loaded from the config's ``base_model_name_or_path``).
+        tokenizer: its tokenizer (default: loaded from ``tokenizer_name_or_path``).
+
+    Returns:
+        The origin; a rebuilt one records ``params["recovered"] = {"from": "adapter_config.json", "peft_init":
+        "TEXT", "adapter": ..., "model": ..., "tokenizer": ...}``.
+
+    Raises:
+        AdapterError: not a prompt-tuning adapter; an init that cannot be rebuilt (``RANDOM``, ``SAMPLE_VOCAB``);
+            a model or tokenizer that cannot be loaded.
+    """
+    from tpv.adapter_origin import rebuild_origin
+
+    folder = _adapter_folder(adapter_dir)
+    _, config = read_adapter(folder)
+    if (folder / ORIGIN_FILE).is_file():
+        return _origin_arg(None, folder, config)
+    return rebuild_origin(folder, config, model=model, tokenizer=tokenizer)

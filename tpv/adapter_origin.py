@@ -31,7 +31,7 @@ from tpv.errors import AdapterError, TPVError
 from tpv.origin import Origin
 from tpv.vector import UNKNOWN_MODEL
 
-__all__ = ["check_origin", "model_identity", "peft_init_of", "recover_origin", "resolvable_model_path"]
+__all__ = ["check_origin", "model_identity", "peft_init_of", "rebuild_origin", "resolvable_model_path"]
 
 logger = logging.getLogger("tpv.adapters")
 
@@ -254,7 +254,7 @@ def rebuild_origin(
         AdapterError: a ``RANDOM`` or ``SAMPLE_VOCAB`` init (never recoverable), an unknown init, a ``TEXT`` init
             whose model or tokenizer cannot be loaded.
     """
-    from tpv.adapters import make_origin
+    from tpv.model_origin import make_origin
 
     where = str(folder)
     peft_init = peft_init_of(config)
@@ -302,35 +302,3 @@ def rebuild_origin(
         num_virtual_tokens=built.num_virtual_tokens,
         num_transformer_submodules=built.num_transformer_submodules,
     )
-
-
-def recover_origin(
-    adapter_dir: str | os.PathLike[str], *, model: Any | None = None, tokenizer: Any | None = None
-) -> Origin:
-    """The origin an adapter folder was tuned from: its ``origin.safetensors``, else rebuilt from its config.
-
-    Only PEFT's ``TEXT`` init can be rebuilt (see the module doc); :func:`tpv.from_adapter` calls this when no
-    ``origin=`` is given and the folder holds no origin file, so ``vector.apply_to(recover_origin(dir))`` is the
-    adapter's prompt.
-
-    Args:
-        adapter_dir: the adapter folder (or a Hub adapter, as for :func:`tpv.from_adapter`).
-        model: the base model (default: loaded from the config's ``base_model_name_or_path``).
-        tokenizer: its tokenizer (default: loaded from ``tokenizer_name_or_path``).
-
-    Returns:
-        The origin; a rebuilt one records ``params["recovered"] = {"from": "adapter_config.json", "peft_init":
-        "TEXT", "adapter": ..., "model": ..., "tokenizer": ...}``.
-
-    Raises:
-        AdapterError: not a prompt-tuning adapter; an init that cannot be rebuilt (``RANDOM``, ``SAMPLE_VOCAB``);
-            a model or tokenizer that cannot be loaded.
-    """
-    from tpv._adapter_files import ORIGIN_FILE
-    from tpv.adapter_io import _adapter_folder, _origin_arg, read_adapter
-
-    folder = _adapter_folder(adapter_dir)
-    _, config = read_adapter(folder)
-    if (folder / ORIGIN_FILE).is_file():
-        return _origin_arg(None, folder, config)
-    return rebuild_origin(folder, config, model=model, tokenizer=tokenizer)

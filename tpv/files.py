@@ -297,7 +297,7 @@ def _local_path(path: str | os.PathLike[str]) -> Path:
     """``path``, or the local (cached) copy of an ``hf://owner/repo[@revision]/file`` reference (:mod:`tpv.hub`)."""
     text = os.fspath(path)
     if isinstance(text, str) and text.startswith("hf:/") and not os.path.lexists(text):
-        from tpv.hub import resolve_file
+        from tpv.hub.refs import resolve_file
 
         return resolve_file(text)
     return Path(path)

@@ -121,7 +121,7 @@ def write_run(out: Path, setup: _Setup, result: TrainResult, *, seconds: float, 
         seconds: wall time of all of the run's sessions.
         world: the number of processes that trained it.
     """
-    from tpv.adapters import save_adapter
+    from tpv.adapter_io import save_adapter
     from tpv.files import save
 
     s = setup

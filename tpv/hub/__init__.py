@@ -21,8 +21,14 @@ for uploads), never a traceback from ``huggingface_hub``.
 ``huggingface_hub`` (installed with ``tpv[peft]``) is imported only when a reference is resolved or a push runs.
 """
 
-from tpv.hub.push import model_card, push_to_hub
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from tpv.hub.refs import HF_SCHEME, TAGS, HubRef, is_hub_ref, parse_ref, resolve_adapter_dir, resolve_file
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tpv.hub.push import model_card as model_card
+    from tpv.hub.push import push_to_hub as push_to_hub
 
 __all__ = [
     "HF_SCHEME",
@@ -35,3 +41,10 @@ __all__ = [
     "resolve_adapter_dir",
     "resolve_file",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``push_to_hub`` and ``model_card`` on first use (the upload side reads files, runs and adapters)."""
+    if name in ("push_to_hub", "model_card"):
+        return getattr(importlib.import_module("tpv.hub.push"), name)
+    raise AttributeError(f"module 'tpv.hub' has no attribute {name!r}")

@@ -131,7 +131,8 @@ def _stage(
 
 
 def _stage_path(src: Path, out: Path, origin: Origin | str | os.PathLike[str] | None) -> _Staged:
-    from tpv.adapters import ADAPTER_CONFIG, ORIGIN_FILE, VECTOR_FILE, read_adapter
+    from tpv._adapter_files import ADAPTER_CONFIG, ORIGIN_FILE, VECTOR_FILE
+    from tpv.adapter_io import read_adapter
     from tpv.engine.runfolder import ADAPTER_DIR, RUN_FILE, RUN_VECTOR_FILE, read_run
     from tpv.files import inspect
 

@@ -241,7 +241,7 @@ def resolve_adapter_dir(adapter_dir: str | os.PathLike[str]) -> Path:
     _require_hub(f"reading the adapter {hub}", AdapterError)
     from huggingface_hub import snapshot_download
 
-    from tpv.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, ORIGIN_FILE, VECTOR_FILE
+    from tpv._adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, ORIGIN_FILE, VECTOR_FILE
 
     prefix = f"{hub.path}/" if hub.path else ""
     wanted = [prefix + name for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, ORIGIN_FILE, VECTOR_FILE)]
