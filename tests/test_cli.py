@@ -201,3 +201,18 @@ def test_eval_prints_each_score_once(
     monkeypatch.setattr(tpv.engine.evaluation, "evaluate", lambda *a, **k: dict(result))
     code, out, _ = run(capsys, "eval", "--origin", files["origin"], "--task", "rotten_tomatoes")
     assert code == 0 and out.strip() == f"rotten_tomatoes (test, 8 examples): {line}", out
+
+
+def test_tasks_list_keeps_every_name_whole_at_80_columns() -> None:
+    """`tpv tasks list` in an 80-column terminal: every task and group name whole, no line wider than 80."""
+    from typer.testing import CliRunner
+
+    from tpv.cli import app
+    from tpv.tasks import list_tasks
+
+    result = CliRunner().invoke(app, ["tasks", "list"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in result.output
+    words = set(result.output.split())
+    assert all(spec.name in words and spec.group in words for spec in list_tasks())

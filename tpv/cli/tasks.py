@@ -79,16 +79,24 @@ def list_command(
     if as_json:
         typer.echo(json.dumps(records, indent=2))
         return
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"tasks ({len(records)})", title_justify="left")
-    for column in ("task", "group", "role", "metric", "data", "here"):
-        table.add_column(column)
+    out = _console()
+    wide = out.width >= 120  # narrow terminals drop the data column (`tpv tasks show NAME` has it) and the borders
+    table = Table(title=f"tasks ({len(records)})", title_justify="left", box=box.HEAVY_HEAD if wide else box.SIMPLE)
+    columns = (
+        ("task", "group", "role", "metric", "data", "here") if wide else ("task", "group", "role", "metric", "here")
+    )
+    for column in columns:
+        # names are never cut (they are what a user types); the rest wraps instead of ending in "..."
+        table.add_column(column, no_wrap=column in ("task", "group"), overflow="fold")
     for r in records:
         roles = sorted({role for role in r["groups"].values() if role != "member"})
         here = _status(r["available"]) + ("" if r["available"] is not False else f" ({r['reason']})")
-        table.add_row(r["name"], r["group"], "/".join(roles), r["metric"], r["data"], here)
-    _console().print(table)
+        cells = [r["name"], r["group"], "/".join(roles), r["metric"], *([r["data"]] if wide else []), here]
+        table.add_row(*cells)
+    out.print(table)
 
 
 @app.command("show")
