@@ -39,7 +39,9 @@ AUTO_LR: dict[str, float] = {"adamw": 0.1, "adafactor": 0.1, "sgd": 0.1}
 input embeddings (:func:`tpv.engine.lr.embedding_scale`), since an AdamW step moves every coordinate by about
 ``lr`` whatever the gradient's size, and a clipped SGD step by at most ``lr`` in norm. Adafactor (torch's) already
 scales its step by the parameter's RMS, so its factor is the learning rate itself. Chosen by the calibration study
-(``tpv bench run calibration``; ``docs/training.md``, "Choosing hyperparameters")."""
+(``tpv bench run calibration``; ``docs/training.md``, "Choosing hyperparameters") for AdamW and Adafactor; the SGD
+entry is **not** calibrated: measured on SmolLM2, SGD at ``lr="auto"`` stays at chance (the guard warns), so give
+SGD a rate or use ``lr="range-test"``."""
 
 DEFAULT_VIRTUAL_TOKENS = 50
 
