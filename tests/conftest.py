@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +66,23 @@ def tpv_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "tpv-cache"
     monkeypatch.setenv("TPV_CACHE", str(root))
     return root
+
+
+@pytest.fixture
+def counting() -> Iterator[dict[str, int]]:
+    """Counts executions of every cell kind (wrapping the registered functions)."""
+    import tpv.bench.experiments  # noqa: F401  (registers the kinds)
+    from tpv.bench.cells import CELL_KINDS, CellKind
+
+    counts: dict[str, int] = {}
+    saved = dict(CELL_KINDS)
+    for name, spec in saved.items():
+
+        def wrapped(params: Any, inputs: Any, env: Any, _fn: Any = spec.fn, _name: str = name) -> Any:
+            counts[_name] = counts.get(_name, 0) + 1
+            return _fn(params, inputs, env)
+
+        CELL_KINDS[name] = CellKind(name, wrapped, spec.version)
+    yield counts
+    CELL_KINDS.clear()
+    CELL_KINDS.update(saved)

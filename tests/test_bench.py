@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,25 +88,6 @@ def scripts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_config(experiment: str, model_dir: Path, *extra: str) -> tuple[Config, list[Any]]:
     """``defaults <- EXPERIMENT <- tiny`` on the tiny model."""
     return load_config(experiment, "tiny", overrides=[f"model.name={model_dir}", *extra])
-
-
-@pytest.fixture
-def counting() -> Iterator[dict[str, int]]:
-    """Counts executions of every cell kind (wrapping the registered functions)."""
-    import tpv.bench.experiments  # noqa: F401  (registers the kinds)
-
-    counts: dict[str, int] = {}
-    saved = dict(CELL_KINDS)
-    for name, spec in saved.items():
-
-        def wrapped(params: Any, inputs: Any, env: Any, _fn: Any = spec.fn, _name: str = name) -> Any:
-            counts[_name] = counts.get(_name, 0) + 1
-            return _fn(params, inputs, env)
-
-        CELL_KINDS[name] = CellKind(name, wrapped, spec.version)
-    yield counts
-    CELL_KINDS.clear()
-    CELL_KINDS.update(saved)
 
 
 # -- configs ----------------------------------------------------------------------------------------------------

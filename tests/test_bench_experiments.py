@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ import pytest
 from tpv.bench import config as bench_config
 from tpv.bench.api import run
 from tpv.bench.config import load_config
-from tpv.bench.runner import CELL_KINDS, CellKind
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "benchmarks" / "configs"
@@ -36,25 +34,6 @@ def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         model.save_pretrained(folders[kind])
         tokenizer.save_pretrained(folders[kind])
     return folders
-
-
-@pytest.fixture
-def counting() -> Iterator[dict[str, int]]:
-    """Counts executions of every cell kind (wrapping the registered functions)."""
-    import tpv.bench.experiments  # noqa: F401  (registers the kinds)
-
-    counts: dict[str, int] = {}
-    saved = dict(CELL_KINDS)
-    for name, spec in saved.items():
-
-        def wrapped(params: Any, inputs: Any, env: Any, _fn: Any = spec.fn, _name: str = name) -> Any:
-            counts[_name] = counts.get(_name, 0) + 1
-            return _fn(params, inputs, env)
-
-        CELL_KINDS[name] = CellKind(name, wrapped, spec.version)
-    yield counts
-    CELL_KINDS.clear()
-    CELL_KINDS.update(saved)
 
 
 def _report(out: Path, name: str) -> tuple[dict[str, Any], str]:

@@ -172,14 +172,7 @@ def evaluate(
     if isinstance(model, TrainResult):
         tokenizer = tokenizer if tokenizer is not None else model.tokenizer
         model = model.model
-    if examples is None and task is not None:
-        data = _resolve._load_task_data(task, seed)  # looked up at call time: tests replace it there
-        if split not in ("train", "validation", "test"):
-            raise ConfigError(f"split={split!r}: must be 'train', 'validation' or 'test'")
-        examples = getattr(data, split)
-        label_words = label_words if label_words is not None else (data.spec.label_words or None)
-        metric = metric or data.spec.metric
-    metric = metric or "accuracy"
+    examples, label_words, metric = task_examples(examples, task, seed, split, label_words, metric)
     num_labels_hint = len(label_words) if label_words is not None else None
     model, tokenizer, kind = _resolve_model(model, tokenizer, task_type, num_labels_hint)
     words, num_labels = _verbalizer(kind, model, label_words)
@@ -201,3 +194,25 @@ def evaluate(
     result = evaluator.run(scorer, progress=progress, predictions=return_predictions)
     result["precision"] = prec
     return result
+
+
+def task_examples(
+    examples: Sequence[Any] | None,
+    task: str | None,
+    seed: int,
+    split: str,
+    label_words: Sequence[str] | None,
+    metric: str | None,
+) -> tuple[Sequence[Any] | None, Sequence[str] | None, str]:
+    """``(examples, label_words, metric)``: the given ones, or ``task``'s ``split`` with its label words and metric.
+
+    Shared by :func:`evaluate` and :func:`tpv.engine.many_eval.evaluate_many`.
+    """
+    if examples is None and task is not None:
+        data = _resolve._load_task_data(task, seed)  # looked up at call time: tests replace it there
+        if split not in ("train", "validation", "test"):
+            raise ConfigError(f"split={split!r}: must be 'train', 'validation' or 'test'")
+        examples = getattr(data, split)
+        label_words = label_words if label_words is not None else (data.spec.label_words or None)
+        metric = metric or data.spec.metric
+    return examples, label_words, metric or "accuracy"

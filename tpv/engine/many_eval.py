@@ -14,10 +14,9 @@ from typing import Any, Literal
 import torch
 
 from tpv._tensor import check_prompt_tensor
-from tpv.engine import setup as _resolve
 from tpv.engine.data import Encoded, check_examples, encode, label_token_ids
 from tpv.engine.env import resolve_device, resolve_precision
-from tpv.engine.evaluation import _Evaluator
+from tpv.engine.evaluation import _Evaluator, task_examples
 from tpv.engine.packing import PackedScorer, ScoreSet, check_packable, score_sets
 from tpv.engine.records import TrainResult
 from tpv.engine.setup import _max_length, _model_device, _pad_id, _resolve_model, _verbalizer
@@ -113,14 +112,7 @@ def evaluate_many(
     if not items:
         raise ConfigError("prompts must be a non-empty list of tensors (rows, dim), Origins or (vector, origin) pairs")
     tensors = [_prompt(item, i) for i, item in enumerate(items)]
-    if examples is None and task is not None:
-        data = _resolve._load_task_data(task, seed)  # looked up at call time: tests replace it there
-        if split not in ("train", "validation", "test"):
-            raise ConfigError(f"split={split!r}: must be 'train', 'validation' or 'test'")
-        examples = getattr(data, split)
-        label_words = label_words if label_words is not None else (data.spec.label_words or None)
-        metric = metric or data.spec.metric
-    metric = metric or "accuracy"
+    examples, label_words, metric = task_examples(examples, task, seed, split, label_words, metric)
     model, tokenizer, kind = _resolve_model(model, tokenizer, None, len(label_words) if label_words else None)
     check_packable(model)
     words, num_labels = _verbalizer(kind, model, label_words)
