@@ -84,8 +84,13 @@ def transfer_command(
         ),
     ] = None,
     val_examples: Annotated[
-        int, typer.Option(help="With --task: target validation examples scoring the candidates (the first N).")
+        int,
+        typer.Option("--max-examples", help="With --task: at most N target validation examples score the candidates."),
     ] = 200,
+    old_val_examples: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--val-examples", hidden=True, help="The old name of --max-examples."),
+    ] = None,
     label_anchors: Annotated[
         float, typer.Option(help="With --task: weight of the task's label words among the anchors (0: off).")
     ] = 0.0,
@@ -136,7 +141,7 @@ def transfer_command(
         model = load_model(target_model)
         tok = load_tokenizer(target_model)
         tgt = EmbeddingSpace.from_model(model, tok, name=target_model)
-        val = data.validation[:val_examples]
+        val = data.validation[: old_val_examples if old_val_examples is not None else val_examples]
         labels = [int(e.label) for e in val]
         score_fn = validation_scorer(model, tok, [e.text for e in val], labels, data.spec.label_words)
         if label_anchors > 0:
