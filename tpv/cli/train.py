@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 _LAUNCHED = "TPV_ACCELERATE_LAUNCHED"
 _RUN = "Run control"  # a second help panel (how the run executes): keeps `tpv train --help` uncut at 80 columns
+_GRID = "Grid (several tasks or --origins: tpv.train_many)"
 
 
 def _under_launcher() -> bool:
@@ -188,8 +189,15 @@ def config_options(names: Sequence[str], *, after: str) -> Callable[[_Command], 
 
 @config_options(CONFIG_OPTIONS, after="model")
 def train_command(
-    task: Annotated[str, typer.Argument(help="A registered task (see `tpv tasks list`), e.g. rotten_tomatoes.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The run folder: adapter/, vector, origin, run.json.")],
+    ctx: typer.Context,
+    task: Annotated[
+        list[str],
+        typer.Argument(help="Registered task(s) (see `tpv tasks list`), e.g. rotten_tomatoes; several make a grid."),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="The run folder: adapter/, vector, origin, run.json (a grid: one per job)."),
+    ],
     model: Annotated[str, typer.Option(help="Model name, local folder or Hub id.")] = "smollm2-135m",
     origin: Annotated[
         Optional[Path],  # noqa: UP045
@@ -200,6 +208,16 @@ def train_command(
         typer.Option(help="Start from origin + these vectors (summed); needs --origin. Repeat for several."),
     ] = None,
     task_type: Annotated[str, typer.Option(help="causal-lm, seq2seq or seq-cls.")] = "causal-lm",
+    origins: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="Origin seeds, e.g. 0,1,2: one run per task and seed (not with --origin-seed).", rich_help_panel=_GRID
+        ),
+    ] = None,
+    pack_size: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(help="Most grid jobs training at once (default: all).", rich_help_panel=_GRID),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.", rich_help_panel=_RUN)] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a run already in --out.", rich_help_panel=_RUN)] = False,
     launcher: Annotated[
@@ -219,21 +237,50 @@ def train_command(
     Validation is scored every --eval-every steps and the best prompt is kept; --patience stops early; a
     checkpoint is written every --save-every steps so --resume continues an interrupted run exactly.
 
+    Several tasks, or --origins, train a grid in one process (tpv.train_many): one run per task and origin
+    seed, in --out/TASK/oSEED/ (--out/TASK/ without --origins), one JSON line per run.
+
     Example: `tpv train rotten_tomatoes --out runs/rt --steps 80 --eval-every 20`
     """
     _set_threads(threads)
     if launcher not in ("none", "accelerate"):
         raise ConfigError(f"--launcher {launcher!r}: must be 'none' or 'accelerate'")
+    grid = len(task) > 1 or origins is not None
+    seeds: list[int] | None = None
+    if grid:
+        seeds = _grid_refusals(
+            task,
+            origins,
+            origin_seed_given=_given(ctx, "origin_seed"),
+            origin=origin,
+            vector=vector,
+            task_type=task_type,
+            resume=resume,
+            launcher=launcher,
+        )
+    if pack_size is not None and (not grid or pack_size < 1):
+        raise ConfigError(
+            f"--pack-size {pack_size}: must be a positive number of jobs, and applies to a grid only (several tasks "
+            "or --origins)"
+        )
     if launcher == "accelerate" and not _under_launcher():
         raise typer.Exit(_relaunch(num_processes))
     config = _to_config(options)  # the TrainConfig fields' options (see config_options)
+    if grid:
+        folders = _grid_folders(out, task, seeds, overwrite=overwrite)
+        start, org = _init_from_files(origin, vector)
+        _train_grid(
+            model, folders, config, start=start, origin=org, overwrite=overwrite, pack_size=pack_size,
+            progress=progress,
+        )  # fmt: skip
+        return
     start, org = _init_from_files(origin, vector)
     from tpv.engine.loop import train
 
     console = _console(stderr=True)
     result = train(
         model,
-        task=task,
+        task=task[0],
         init=start,
         origin=org,
         config=config,
@@ -247,6 +294,13 @@ def train_command(
     )
     if int(os.environ.get("RANK", "0")) != 0:
         return
+    _report(console, result, out)
+
+
+def _report(
+    console: Any, result: Any, out: Path, *, extra: Mapping[str, Any] | None = None, name: str | None = None
+) -> None:
+    """Print a run's warnings on ``console`` (named ``name`` in a grid) and its JSON summary line on stdout."""
     summary = {
         "task": result.task,
         "steps": result.steps,
@@ -258,11 +312,146 @@ def train_command(
         "norm_ratio": round(result.norm_ratio, 3),
         "warnings": result.warnings,
         "seconds": round(result.seconds, 1),
+        **(extra or {}),
         "out": str(out),
     }
     for line in result.warnings:
-        console.print(f"warning: {line}")
+        console.print(f"warning: {name}: {line}" if name else f"warning: {line}")
     typer.echo(json.dumps(summary))
+
+
+# -- the grid: several tasks x origin seeds in one process (train_many) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class _GridRun:
+    """One job of a ``tpv train`` grid: its task, origin seed (None: the config's) and run folder."""
+
+    task: str
+    seed: int | None
+    out: Path
+
+    @property
+    def name(self) -> str:
+        """How progress lines name the job: ``task`` or ``task/oSEED``."""
+        return self.task if self.seed is None else f"{self.task}/o{self.seed}"
+
+
+def _given(ctx: Any, name: str) -> bool:
+    """Whether the option of parameter ``name`` was set on the command line or from the environment, not defaulted."""
+    source = ctx.get_parameter_source(name) if ctx is not None else None
+    return getattr(source, "name", None) in ("COMMANDLINE", "ENVIRONMENT")
+
+
+def _parse_origins(text: str) -> list[int]:
+    """``--origins 0,1,2``: distinct origin seeds, integers >= 0."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or any(seed < 0 for seed in seeds):
+        raise ConfigError(f"--origins {text!r}: must be comma-separated origin seeds (integers >= 0), e.g. 0,1,2")
+    if len(set(seeds)) < len(seeds):
+        raise ConfigError(f"--origins {text!r}: a seed is given twice; each origin seed makes one run per task")
+    return seeds
+
+
+def _grid_refusals(
+    tasks: Sequence[str],
+    origins: str | None,
+    *,
+    origin_seed_given: bool,
+    origin: Path | None,
+    vector: list[Path] | None,
+    task_type: str,
+    resume: bool,
+    launcher: str,
+) -> list[int] | None:
+    """Refuse what a grid cannot honour, naming the option, before any model loads; the ``--origins`` seeds."""
+    what = "a grid (several tasks or --origins)"
+    if resume:
+        raise ConfigError(f"--resume: {what} keeps no checkpoints to resume; resume one run at a time")
+    if launcher != "none":
+        raise ConfigError(f"--launcher {launcher}: {what} trains in one process; drop --launcher")
+    if task_type != "causal-lm":
+        raise ConfigError(
+            f"--task-type {task_type}: {what} trains causal LMs only (tpv.train_many); train {task_type} runs one "
+            "task at a time"
+        )
+    twice = sorted({name for name in tasks if list(tasks).count(name) > 1})
+    if twice:
+        raise ConfigError(f"task {twice[0]!r} is given twice; {what} trains one run per task and origin seed")
+    if origins is None:
+        return None
+    if origin_seed_given:
+        raise ConfigError("--origin-seed and --origins: pass one (--origins 0,1,2 trains one run per origin seed)")
+    if origin is not None or vector:
+        option = "--origin" if origin is not None else "--vector"
+        raise ConfigError(
+            f"{option} and --origins: the runs start from one given file or from seeded origins; pass one"
+        )
+    return _parse_origins(origins)
+
+
+def _grid_folders(out: Path, tasks: Sequence[str], seeds: list[int] | None, *, overwrite: bool) -> list[_GridRun]:
+    """The grid's runs in order (task-major) with their folders ``out/TASK[/oSEED]``, checked before any model loads."""
+    from tpv.engine.runfolder import RUN_FILE, _check_out_dir
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file; a grid writes one run folder per job under a folder")
+    if (out / RUN_FILE).is_file():
+        raise ConfigError(
+            f"--out {str(out)!r} holds a single run; a grid writes one folder per job: pick another --out"
+        )
+    runs = [
+        _GridRun(name, seed, out / name if seed is None else out / name / f"o{seed}")
+        for name in tasks
+        for seed in (seeds if seeds is not None else [None])
+    ]
+    for run in runs:
+        if run.out.exists() and not run.out.is_dir():
+            raise ConfigError(f"{str(run.out)!r} is a file, not a run folder")
+        if not overwrite:
+            _check_out_dir(run.out, resume=False, overwrite=False)
+    return runs
+
+
+def _train_grid(
+    model: str,
+    runs: list[_GridRun],
+    config: TrainConfig,
+    *,
+    start: Any,
+    origin: Any,
+    overwrite: bool,
+    pack_size: int | None,
+    progress: bool,
+) -> None:
+    """Train the grid's runs with :func:`tpv.train_many` and print one JSON line per run, in order."""
+    from tpv.engine.many import Job, train_many
+
+    console = _console(stderr=True)
+    jobs = [
+        Job(
+            task=run.task,
+            init=start,
+            origin=origin,
+            config=config if run.seed is None else config.replace(origin_seed=run.seed),
+            out_dir=run.out,
+            overwrite=overwrite,
+            name=run.name,
+        )
+        for run in runs
+    ]
+
+    def show(index: int, event: TrainEvent) -> None:
+        if event.kind != "checkpoint":
+            console.print(f"{runs[index].name}: {event.message}", markup=False)
+
+    results = train_many(model, None, jobs, config=config, pack_size=pack_size, progress=progress, callback=show)
+    for run, result in zip(runs, results):
+        seed = config.origin_seed if run.seed is None else run.seed
+        _report(console, result, run.out, extra={"origin_seed": seed}, name=run.name)
 
 
 def _printer(console: Any) -> Any:
