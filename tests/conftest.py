@@ -86,3 +86,12 @@ def counting() -> Iterator[dict[str, int]]:
     yield counts
     CELL_KINDS.clear()
     CELL_KINDS.update(saved)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread (no OpenMP hand-offs); the thread count is restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,7 @@ BASE = {"steps": 10, "lr": 0.05, "eval_every": 5, "batch_size": 3, "num_virtual_
 REL = 1e-4  # the parity law's tolerance: relative difference of the prompts after 10 fp32 steps
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread (no OpenMP hand-offs)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread
 
 
 def toy(flip: bool = False, long: bool = False) -> list[tuple[str, int]]:
