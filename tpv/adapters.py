@@ -236,7 +236,11 @@ def init_prompt_tuning(
         num_transformer_submodules=subs,
         prompt_tuning_init="RANDOM",  # overwritten below; RANDOM needs no tokenizer and no vocabulary
     )
-    with torch.random.fork_rng(devices=[]):  # PEFT's RANDOM init draws from the global RNG: leave it untouched
+    from tpv._quiet import quiet_loading
+
+    # PEFT's RANDOM init draws from the global RNG: leave it untouched; PEFT also reads a deprecated transformers
+    # alias while wrapping the model (quiet_loading hides that warning, nothing else)
+    with torch.random.fork_rng(devices=[]), quiet_loading():
         peft_model = get_peft_model(model, config, adapter_name=adapter_name)
     weight: torch.Tensor = _prompt_encoder(peft_model, adapter_name)[0].embedding.weight
     value = _lossless(prompt, weight.dtype, what).to(weight.device)

@@ -514,7 +514,7 @@ def eval_command(
     from tpv.engine.evaluation import evaluate
     from tpv.engine.runfolder import ADAPTER_DIR, ORIGIN_FILE, RUN_FILE, RUN_VECTOR_FILE, read_run
     from tpv.files import load_origin
-    from tpv.models import load_model, load_tokenizer, quiet_loading
+    from tpv.models import load_model, load_tokenizer
 
     _set_threads(threads)
     recorded: dict[str, Any] = {}
@@ -564,8 +564,7 @@ def eval_command(
         words = list(get_task(task_name).label_words)
     num_labels = len(words) if kind == "seq-cls" else None
     base = load_model(model_name, task_type=kind, num_labels=num_labels)
-    with quiet_loading():  # PEFT reads a deprecated transformers alias while wrapping the model
-        peft_model = init_prompt_tuning(base, start, origin=org if inputs else None, task_type=kind)
+    peft_model = init_prompt_tuning(base, start, origin=org if inputs else None, task_type=kind)
     if kind == "seq-cls" and head_dir is not None:
         _load_head(peft_model, head_dir)
     result = evaluate(

@@ -125,7 +125,10 @@ def train_lora(
     lora = LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules), task_type="CAUSAL_LM"
     )
-    peft_model = get_peft_model(model, lora).to(device)
+    from tpv._quiet import quiet_loading
+
+    with quiet_loading():  # PEFT reads a deprecated transformers alias while wrapping the model
+        peft_model = get_peft_model(model, lora).to(device)
     scorer = Scorer(peft_model, "causal-lm", label_token_ids(tokenizer, words)).to(device)
     params = _trainable(peft_model)
     optimizer = _optimizer(cfg, list(params.values()), lr)

@@ -326,17 +326,13 @@ def _prompt_model(
 ) -> Any:
     """The PEFT prompt-tuning model starting at ``init`` (only the prompt, and a seq-cls head if asked, trainable)."""
     from tpv.adapters import init_prompt_tuning
-    from tpv.models import quiet_loading
 
     if cfg.num_virtual_tokens is not None and cfg.num_virtual_tokens != origin.num_virtual_tokens:
         raise ConfigError(
             f"TrainConfig.num_virtual_tokens={cfg.num_virtual_tokens} but the init has {origin.num_virtual_tokens} "
             "virtual tokens; drop num_virtual_tokens or make them match"
         )
-    with quiet_loading():  # PEFT reads a deprecated transformers alias while wrapping the model
-        peft_model = init_prompt_tuning(
-            model, init, origin=None if isinstance(init, Origin) else origin, task_type=kind
-        )
+    peft_model = init_prompt_tuning(model, init, origin=None if isinstance(init, Origin) else origin, task_type=kind)
     if kind == "seq-cls" and not cfg.train_head:
         for name, p in peft_model.named_parameters():
             if "prompt_encoder" not in name:
