@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+from tiny_models import learnable
 
 import tpv
 from tpv.engine import Job, TrainConfig, TrainResult, evaluate, evaluate_many, train, train_many
@@ -30,17 +31,6 @@ def toy(flip: bool = False, long: bool = False) -> list[tuple[str, int]]:
     if long:
         data.append((LONG, 1))
     return [(t, 1 - y) for t, y in data] if flip else data
-
-
-def learnable(tiny: Any, kind: str) -> tuple[Any, Any]:
-    """A tiny model with weights of std 0.3, whose last-token outputs depend on the input enough to learn from."""
-    model, tokenizer = tiny(kind)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim >= 2:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-    return model, tokenizer
 
 
 def jobs() -> dict[str, Job]:

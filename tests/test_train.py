@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+from tiny_models import learnable
 
 from tpv.engine import TrainConfig, evaluate, train
 from tpv.engine.loop import TrainEvent
@@ -28,17 +29,6 @@ def toy(flip: bool = False) -> list[tuple[str, int]]:
     """Ten sentiment examples; ``flip`` swaps the labels (a validation set that training makes worse)."""
     data = [(TEMPLATE.format(w), 1) for w in POS] + [(TEMPLATE.format(w), 0) for w in NEG]
     return [(t, 1 - y) for t, y in data] if flip else data
-
-
-def learnable(tiny: Any, kind: str = "llama") -> tuple[Any, Any]:
-    """A tiny model with weights of std 0.3, whose last-token outputs depend on the input enough to learn from."""
-    model, tokenizer = tiny(kind)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim >= 2:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-    return model, tokenizer
 
 
 def no_dropout(model: Any) -> Any:

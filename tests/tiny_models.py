@@ -193,3 +193,14 @@ def build_tiny(kind: TinyKind, seed: int = 0) -> tuple[Any, Any]:
     model.name_or_path = f"tiny-{kind}"
     model.eval()
     return model, tokenizer
+
+
+def learnable(tiny: Any, kind: str = "llama") -> tuple[Any, Any]:
+    """A tiny model with weights of std 0.3, whose last-token outputs depend on the input enough to learn from."""
+    model, tokenizer = tiny(kind)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    return model, tokenizer
