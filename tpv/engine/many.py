@@ -1,4 +1,4 @@
-"""``train_many``: many prompt-tuning runs over one frozen causal LM, their micro-batches packed into one pass.
+"""``train_many``: many prompt-tuning runs over one frozen model, their micro-batches packed into one pass.
 
 Prompt tuning freezes the model, so K runs differ only in their ``(rows, dim)`` prompts and their data. Here each
 run (a :class:`Job`) keeps everything a :func:`tpv.train` run has: its own resolved setup (task, data, label words,
@@ -11,10 +11,26 @@ of the sum gives every prompt the gradient of its own loss (a prompt touches onl
 the jobs due at a tick is packed too. A job leaves the pack when it finishes or stops early; with ``pack_size``,
 a waiting job takes its place.
 
-**Parity law** (``tests/test_many.py``): a job trained in a pack ends with the prompt and the evaluations it gets
-alone from :func:`tpv.train` with the same seed, data and config (equal up to float rounding: relative difference
-well under 1e-4 after 10 fp32 steps), whichever other jobs share its pack. Not covered: dropout (one RNG stream is
-shared by the pack; the packaged causal LMs have none), resuming, and ``launcher="accelerate"``.
+Model kinds (the row layouts are in :mod:`tpv.engine.packing`):
+
+* **causal LM**: a job's prompt ``(P, D)`` goes in front of its rows; the loss reads the label words (or the whole
+  vocabulary) at each row's last token.
+* **seq2seq** (T5): a job's prompt has two blocks, ``(2P, D)``; as in PEFT's prompt-tuning forward (and so in
+  ``train``), the first block goes in front of the encoder input and the decoder reads its start token; the second
+  block gets no gradient (only weight decay moves it), alone as in a pack.
+* **seq-cls** (BERT): as in ``train``, a job trains its prompt and its own copy of the classification head (PEFT's
+  ``modules_to_save``, starting from the model's head, both in the job's optimizer, clipped together). Each job
+  wraps a view of the model that shares every module but the head slot
+  (:func:`tpv.engine.packing.with_own_head`), so PEFT gives each job a head of its own and the user's model is left
+  unwrapped; the pack runs the shared encoder once over all rows and applies each job's head to its own rows.
+
+**Parity law** (``tests/test_many.py``): a job trained in a pack ends with the prompt (and, for seq-cls, the head)
+and the evaluations it gets alone from :func:`tpv.train` with the same seed, data and config (equal up to float
+rounding: relative difference well under 1e-4 after 10 fp32 steps), whichever other jobs share its pack, on causal
+LMs, seq2seq and sequence-classification models. Not covered: dropout (one RNG stream is shared by the pack, so a
+model with dropout, as T5 and BERT checkpoints have, trains each job with other masks than alone: the same
+training in distribution, not the same numbers; set the dropout probabilities to 0 for exact parity), resuming,
+and ``launcher="accelerate"``.
 """
 
 from __future__ import annotations
@@ -35,7 +51,16 @@ from tpv.engine.data import collate
 from tpv.engine.evaluation import _autocast, _progress_bar
 from tpv.engine.loop import _lr_at, _Session
 from tpv.engine.many_eval import evaluate_many
-from tpv.engine.packing import Group, PackedScorer, ScoreSet, check_packable, score_sets
+from tpv.engine.packing import (
+    Group,
+    PackedScorer,
+    ScoreSet,
+    check_packable,
+    input_prompt,
+    job_head,
+    score_sets,
+    with_own_head,
+)
 from tpv.engine.records import TrainEvent, TrainResult
 from tpv.engine.runfolder import _check_out_dir
 from tpv.engine.scoring import is_peft
@@ -106,6 +131,7 @@ class _Member:
     lr: float = 0.0
     window: list[float] = field(default_factory=list)
     joined: float = 0.0
+    head: torch.nn.Module | None = None  # seq-cls: the job's own classification head
 
 
 def _check_jobs(jobs: Sequence[Job], pack_size: int | None) -> list[Job]:
@@ -141,12 +167,13 @@ def _sessions(
             outs[out.resolve()] = i
             _check_out_dir(out, resume=False, overwrite=job.overwrite)
         setup = _setup(
-            model, tokenizer, job.train_examples, cfg=cfg, task=job.task, label_words=job.label_words,
-            validation=job.validation, metric=job.metric, init=job.init, origin=job.origin, task_type="causal-lm",
+            with_own_head(model), tokenizer, job.train_examples, cfg=cfg, task=job.task, label_words=job.label_words,
+            validation=job.validation, metric=job.metric, init=job.init, origin=job.origin, task_type=None,
         )  # fmt: skip
         events = (lambda e, i=i: callback(i, e)) if callback is not None else None
         session = _Session(setup, out=out, launcher="none", progress=False, callback=events)
-        members.append(_Member(index=i, name=job.name or job.task or f"job {i}", session=session))
+        name = job.name or job.task or f"job {i}"
+        members.append(_Member(index=i, name=name, session=session, head=job_head(setup.peft_model)))
     first = members[0].session.s
     for m in members[1:]:
         s = m.session.s
@@ -242,26 +269,26 @@ class _Pack:
             s = m.session
             index = s.stream.micro_batch(s.step * s.cfg.grad_accum + m.micro)
             batch = collate(s.s.encoded, index, pad_id=s.pad_id).to(self.device)
-            prompt = s.s.peft_model.get_prompt(batch_size=1)[0]  # (P, D), differentiable
             batches.append(batch)
-            groups.append(Group(prompt, batch.input_ids, batch.attention_mask))
-        logits: list[torch.Tensor] = []
+            groups.append(
+                Group(
+                    input_prompt(s.s.peft_model),  # (P, D), differentiable
+                    batch.input_ids,
+                    batch.attention_mask,
+                    label_ids=s.scorer.label_ids,
+                    head=m.head,
+                    full_vocab=s.cfg.loss == "full-vocab",
+                )
+            )
         with _autocast(self.device, self.precision):
-            h = self.scorer.hidden(groups)  # (N, D)
-            row = 0
-            for m, batch in zip(self.active, batches):
-                n = int(batch.input_ids.shape[0])
-                if m.session.cfg.loss == "full-vocab":
-                    logits.append(self.scorer.vocab_logits(h[row : row + n]))  # (n, V)
-                else:
-                    logits.append(self.scorer.class_logits(h[row : row + n], m.session.scorer.label_ids))  # (n, C)
-                row += n
+            logits = self.scorer.logits(groups)
         losses = []
-        for m, batch, out in zip(self.active, batches, logits):
-            targets = batch.labels
-            if m.session.cfg.loss == "full-vocab":
+        for m, batch, (classes, vocab) in zip(self.active, batches, logits):  # as train's micro-step
+            if vocab is not None:  # (n, V)
                 targets = m.session.scorer.label_ids.index_select(0, batch.labels)  # (n,) vocabulary ids
-            losses.append(torch.nn.functional.cross_entropy(out.float(), targets))
+                losses.append(torch.nn.functional.cross_entropy(vocab.float(), targets))
+            else:  # (n, C)
+                losses.append(torch.nn.functional.cross_entropy(classes.float(), batch.labels))
         return losses
 
     def _step(self, m: _Member) -> bool:
@@ -288,8 +315,8 @@ class _Pack:
         for m in due:
             s = m.session
             assert s.evaluator is not None
-            prompt = s.s.peft_model.get_prompt(batch_size=1)[0].detach()  # (P, D)
-            sets.append(ScoreSet(prompt, s.evaluator.encoded, s.scorer.label_ids))
+            prompt = input_prompt(s.s.peft_model).detach()  # (P, D)
+            sets.append(ScoreSet(prompt, s.evaluator.encoded, s.scorer.label_ids, m.head))
         rows = sum(m.session.cfg.eval_batch_size for m in due)
         start = time.perf_counter()
         logits = score_sets(
@@ -312,28 +339,30 @@ def train_many(
     progress: bool = True,
     callback: Callable[[int, TrainEvent], None] | None = None,
 ) -> list[TrainResult]:
-    """Tune many soft prompts at once over one frozen causal LM; one :class:`TrainResult` per job, in job order.
+    """Tune many soft prompts at once over one frozen model; one :class:`TrainResult` per job, in job order.
 
     Each job is what one :func:`tpv.train` call would run (see :class:`Job`), with its own data, label words,
     origin, seed and config (steps, learning rate, schedule, clipping, ``eval_every``, ``patience``, loss ...).
     Their micro-batches share one forward and backward pass per tick (see the module docstring); each job keeps its
-    own optimizer, schedule, clipping, validation, best prompt and early stopping, and returns what ``train``
-    returns for it (up to float rounding).
+    own optimizer (over its prompt and, for a sequence classifier, its own head), schedule, clipping, validation,
+    best prompt and early stopping, and returns what ``train`` returns for it (up to float rounding).
 
     Example:
         ``tpv.train_many("smollm2-135m", None, [tpv.Job(task="rotten_tomatoes"), tpv.Job(task="sst2", seed=1)],
         config=tpv.TrainConfig(steps=80))``.
 
     Args:
-        model: a ``transformers`` causal LM (not a ``PeftModel``) or a model name (``smollm2-135m``); every job
-            wraps this one model in its own PEFT prompt (``TrainResult.model``).
+        model: a ``transformers`` model (not a ``PeftModel``): a causal LM, a seq2seq model (T5) or a sequence
+            classifier whose head is named ``classifier`` (BERT); or a model name, loaded as a causal LM
+            (``smollm2-135m``). Every job wraps this one model in its own PEFT prompt (``TrainResult.model``; a
+            seq-cls job wraps a view of it with its own head, see the module docstring).
         tokenizer: its tokenizer (loaded for a model name when ``None``).
         jobs: the runs.
         config: the default :class:`TrainConfig` of the jobs (each job's ``config``/``options``/``seed`` override it).
             Device and precision must be the same for all jobs.
         pack_size: most jobs training at once (``None``: all); a waiting job joins when another finishes.
-        share_prefix: how prompts enter the pass (:class:`tpv.engine.packing.PackedScorer`); ``None`` picks by
-            device, as ``train`` does.
+        share_prefix: how prompts enter the pass of a causal LM (:class:`tpv.engine.packing.PackedScorer`);
+            ``None`` picks by device, as ``train`` does. seq2seq and seq-cls models always prepend them.
         progress: one tqdm bar (job-steps) on stderr.
         callback: called with ``(job index, TrainEvent)`` at each job's start, logging, evaluation and end.
 
@@ -341,8 +370,9 @@ def train_many(
         The jobs' :class:`TrainResult`, in the order of ``jobs``.
 
     Raises:
-        ConfigError: no jobs, not a :class:`Job`, a model that is not a causal LM (seq2seq, seq-cls), mixed devices
-            or precisions, two jobs with one ``out_dir``, a bad option.
+        ConfigError: no jobs, not a :class:`Job`, a sequence classifier whose head cannot be packed (none named
+            ``classifier``, or a decoder's ``score`` head, which reads the last position), mixed devices or
+            precisions, two jobs with one ``out_dir``, a bad option.
         TrainingError: a job with empty data, a label missing from its verbalizer, a diverging loss.
     """
     items = _check_jobs(jobs, pack_size)

@@ -1,8 +1,11 @@
 """``evaluate_many``: score several soft prompts on one example set, their rows mixed in the same batches.
 
 Each result equals :func:`tpv.evaluate` of a PEFT model holding that prompt (up to float rounding): the same
-rank classification (:mod:`tpv.engine.scoring`), the same tokenization and truncation, the same metric summary;
-only the batches differ, each pass holding rows of several prompts (:func:`tpv.engine.packing.score_sets`).
+class logits (:mod:`tpv.engine.scoring`: rank classification over label words for causal LMs and seq2seq models,
+the classification head for seq-cls models), the same tokenization and truncation, the same metric summary; only
+the batches differ, each pass holding rows of several prompts (:func:`tpv.engine.packing.score_sets`). A seq2seq
+prompt of two blocks (``2P`` rows) enters through its encoder block, as in PEFT; a seq-cls prompt is scored with
+the model's head, or with a :class:`TrainResult`'s own trained head.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from tpv._tensor import check_prompt_tensor
 from tpv.engine.data import Encoded, check_examples, encode, label_token_ids
 from tpv.engine.env import resolve_device, resolve_precision
 from tpv.engine.evaluation import _Evaluator, task_examples
-from tpv.engine.packing import PackedScorer, ScoreSet, check_packable, score_sets
+from tpv.engine.packing import PackedScorer, ScoreSet, check_packable, job_head, score_sets
 from tpv.engine.records import TrainResult
+from tpv.engine.scoring import TaskType
 from tpv.engine.setup import _max_length, _model_device, _pad_id, _resolve_model, _verbalizer
 from tpv.errors import ConfigError
 from tpv.origin import Origin
@@ -31,27 +35,49 @@ PromptLike = torch.Tensor | Origin | tuple[TaskPromptVector, Origin] | TrainResu
 ``origin + vector``) or a :class:`TrainResult` (its kept prompt)."""
 
 
-def _prompt(item: Any, i: int) -> torch.Tensor:
-    """The soft prompt ``(rows, dim)`` of one ``prompts`` entry, float32."""
+def _prompt(item: Any, i: int) -> tuple[torch.Tensor, int | None]:
+    """The soft prompt ``(rows, dim)`` of one ``prompts`` entry, float32, and its virtual tokens per block.
+
+    The virtual tokens are those of the entry's origin; ``None`` for a bare tensor (see :func:`_input_rows`).
+    """
     if isinstance(item, TrainResult):
-        return item.prompt.float()
+        return item.prompt.float(), item.origin.num_virtual_tokens
     if isinstance(item, Origin):
-        return item.tensor.float()
+        return item.tensor.float(), item.num_virtual_tokens
     if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], TaskPromptVector):
         vector, origin = item
         if not isinstance(origin, Origin):
             raise ConfigError(f"prompts[{i}] is a (vector, origin) pair whose origin is a {type(origin).__name__}")
-        return vector.apply_to(origin, strict=True).float()
+        return vector.apply_to(origin, strict=True).float(), origin.num_virtual_tokens
     if isinstance(item, TaskPromptVector):
         raise ConfigError(
             f"prompts[{i}] is a TaskPromptVector, a difference: pass (vector, origin) so origin + vector is scored"
         )
     if isinstance(item, torch.Tensor):
-        return check_prompt_tensor(item, what=f"prompts[{i}]").float()
+        return check_prompt_tensor(item, what=f"prompts[{i}]").float(), None
     raise ConfigError(
         f"prompts[{i}] is a {type(item).__name__}; pass tensors (rows, dim), Origins, (vector, origin) pairs or "
         "TrainResults"
     )
+
+
+def _input_rows(tensor: torch.Tensor, nvt: int | None, i: int, kind: TaskType) -> int:
+    """How many of a prompt's first rows go in front of the input: its virtual tokens, as PEFT prepends them.
+
+    A bare tensor's count follows :func:`tpv.adapters.init_prompt_tuning`: half its rows on an encoder-decoder (two
+    blocks, the first for the encoder), all of them otherwise.
+    """
+    if nvt is not None:
+        return nvt
+    rows = int(tensor.shape[0])
+    if kind != "seq2seq":
+        return rows
+    if rows % 2:
+        raise ConfigError(
+            f"prompts[{i}] has {rows} rows, but an encoder-decoder prompt has 2 blocks (2 x virtual tokens rows); "
+            "pass an even number of rows, or an Origin that records its blocks"
+        )
+    return rows // 2
 
 
 def evaluate_many(
@@ -73,20 +99,22 @@ def evaluate_many(
     share_prefix: bool | None = None,
     return_predictions: bool = False,
 ) -> list[dict[str, Any]]:
-    """Score several soft prompts by rank classification in mixed batches; one result per prompt.
+    """Score several soft prompts in mixed batches, as :func:`tpv.evaluate` scores each; one result per prompt.
 
     Each result is what :func:`tpv.evaluate` returns for a PEFT model holding that prompt (same keys, same values
     up to float rounding); ``seconds`` is the shared scoring time divided by the number of prompts.
 
     Args:
-        model: a plain ``transformers`` causal LM or a model name (a PEFT wrapper is unwrapped; its own prompt
-            is not used).
+        model: a plain ``transformers`` model: a causal LM, a seq2seq model or a sequence classifier whose head
+            is named ``classifier`` (a PEFT wrapper is unwrapped; its own prompt is not used); or a model name
+            (loaded as a causal LM).
         tokenizer: its tokenizer (loaded for a model name when ``None``).
         prompts: tensors ``(rows, dim)``, origins (:class:`~tpv.Origin`), ``(vector, origin)`` pairs or
-            results of ``train`` (:class:`TrainResult`); lengths may differ.
+            results of ``train`` (:class:`TrainResult`); lengths may differ. seq2seq: ``2 * P`` rows (two
+            blocks). seq-cls: a TrainResult is scored with its own head, the others with the model's.
         examples: ``Example(text, label)`` objects or ``(text, label)`` pairs; or give ``task``.
         task: a registered task name; its ``split`` is scored and it supplies label words and metric.
-        label_words: the verbalizer (a task supplies its own).
+        label_words: the verbalizer (a task supplies its own; not needed for a classification head).
         split: which split of ``task``.
         metric: ``accuracy`` (default), ``f1``, ``macro_f1`` or ``matthews``.
         batch_size: rows (prompt-example pairs) per forward pass.
@@ -103,7 +131,8 @@ def evaluate_many(
         "examples_per_s", "precision"}``.
 
     Raises:
-        ConfigError: no prompts, a bad prompt, a model that is not a causal LM, a bad option.
+        ConfigError: no prompts, a bad prompt (an odd row count for an encoder-decoder), a seq-cls model whose
+            head cannot be packed, a bad option.
         TrainingError: no examples, or a label missing from the verbalizer.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -111,12 +140,13 @@ def evaluate_many(
     items = list(prompts) if isinstance(prompts, Sequence) and not isinstance(prompts, torch.Tensor) else None
     if not items:
         raise ConfigError("prompts must be a non-empty list of tensors (rows, dim), Origins or (vector, origin) pairs")
-    tensors = [_prompt(item, i) for i, item in enumerate(items)]
+    prompted = [_prompt(item, i) for i, item in enumerate(items)]
+    tensors = [t for t, _ in prompted]
     examples, label_words, metric = task_examples(examples, task, seed, split, label_words, metric)
     model, tokenizer, kind = _resolve_model(model, tokenizer, None, len(label_words) if label_words else None)
     check_packable(model)
+    counts = [_input_rows(t, nvt, i, kind) for i, (t, nvt) in enumerate(prompted)]
     words, num_labels = _verbalizer(kind, model, label_words)
-    assert words is not None
     dim = int(model.get_input_embeddings().weight.shape[1])
     for i, t in enumerate(tensors):
         if int(t.shape[1]) != dim:
@@ -128,14 +158,17 @@ def evaluate_many(
     if _model_device(model) != dev:
         model.to(dev)
     prec = resolve_precision(precision, dev)
-    label_ids = torch.tensor(label_token_ids(tokenizer, words), device=dev)  # (C,)
+    ids = label_token_ids(tokenizer, words) if kind != "seq-cls" and words is not None else []
+    label_ids = torch.tensor(ids, dtype=torch.long, device=dev)  # (C,), empty for a classification head
+    model_head = job_head(model)
     encodings: dict[int, list[Encoded]] = {}  # truncation depends on the prompt's length, as in evaluate
     sets = []
-    for t in tensors:
-        limit = _max_length(max_length, model, int(t.shape[0]))
+    for item, t, nvt in zip(items, tensors, counts):
+        limit = _max_length(max_length, model, nvt)
         if limit not in encodings:
             encodings[limit] = encode(tokenizer, texts, labels, max_length=limit)
-        sets.append(ScoreSet(t.to(dev), encodings[limit], label_ids))
+        head = job_head(item.model) if isinstance(item, TrainResult) and model_head is not None else model_head
+        sets.append(ScoreSet(t[:nvt].to(dev), encodings[limit], label_ids, head))  # the rows before the input
     pad_id = _pad_id(tokenizer)
     start = time.perf_counter()
     logits = score_sets(
