@@ -1,4 +1,8 @@
-"""Coefficient search and the prompt scorers: search laws, batched == sequential == reference, errors, CLI."""
+"""Coefficient search and the prompt scorers: search laws, batched == sequential == reference, errors, CLI.
+
+The packed path against tpv.evaluate of each prompt alone, and the few-shot and cross-origin callers, are in
+``tests/test_search_many.py``.
+"""
 
 from __future__ import annotations
 
@@ -389,14 +393,30 @@ def test_cli_search_runs_the_paper_protocol(
 
 
 def test_batched_equals_sequential_on_gemma3(tiny_gemma3: tuple[Any, Any]) -> None:
-    """The batched scorer (with its reused prefix cache) matches the sequential one on Gemma 3 (sliding layers)."""
+    """Batched (shared prefix or not) == sequential == tpv.evaluate alone on Gemma 3, a text past its sliding window."""
+    from tpv.adapters import init_prompt_tuning
+
     model, tokenizer = tiny_gemma3
     dim = model.get_input_embeddings().weight.shape[1]
     prompts = torch.randn(5, 4, dim, generator=torch.Generator().manual_seed(0)) * 2.0
-    texts = ["the movie was great", "bad film", "i loved it so much really", "no"]
-    seq = SequentialPromptScorer(model, tokenizer, texts, [1, 0, 1, 0], LABEL_WORDS, batch_size=3)(prompts)
+    long = "the movie was really very good and fun . the story was great and the acting was fine , i loved it"
+    texts = ["the movie was great", "bad film", "i loved it so much really", "no", long]  # long: > 16 tokens
+    labels = [1, 0, 1, 0, 1]
+    seq = SequentialPromptScorer(model, tokenizer, texts, labels, LABEL_WORDS, batch_size=3)(prompts)
     for reuse in (True, False):
-        scorer = BatchedPromptScorer(
-            model, tokenizer, texts, [1, 0, 1, 0], LABEL_WORDS, batch_size=3, reuse_prefix=reuse
-        )
+        scorer = BatchedPromptScorer(model, tokenizer, texts, labels, LABEL_WORDS, batch_size=3, reuse_prefix=reuse)
         assert torch.equal(scorer(prompts), seq)
+    data = list(zip(texts, labels))
+    alone = [
+        tpv.evaluate(init_prompt_tuning(model, tpv.Origin.from_tensor(p)), tokenizer, data, label_words=LABEL_WORDS,
+                     precision="fp32")["accuracy"]
+        for p in prompts
+    ]  # fmt: skip
+    assert seq.tolist() == alone
+
+
+def test_scorers_refuse_other_model_kinds(tiny_t5: tuple[Any, Any]) -> None:
+    """A prompt scorer ranks a causal LM's label words: a seq2seq model gets a ConfigError naming evaluate_many."""
+    model, tokenizer = tiny_t5
+    with pytest.raises(tpv.ConfigError, match="evaluate_many"):
+        BatchedPromptScorer(model, tokenizer, TEXTS[:2], [0, 1], LABEL_WORDS)

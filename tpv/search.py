@@ -12,9 +12,11 @@ Scoring is abstract: a *scorer* is any callable ``score_prompts(prompts) -> scor
 soft prompts at once, shape ``(c, rows, dim)``, and returning one score per candidate, shape ``(c,)``
 (higher is better). This module is pure (no model is involved). The scorers for rank classification with a
 causal LM live with the rest of the model-level scoring in :mod:`tpv.engine.prompt_scoring` and are re-exported
-here: :class:`~tpv.engine.prompt_scoring.BatchedPromptScorer` evaluates all candidates on a batch of examples in
-one forward pass (with each candidate prompt's keys and values computed once),
-:class:`~tpv.engine.prompt_scoring.SequentialPromptScorer` is the one-candidate-at-a-time baseline.
+here: :class:`~tpv.engine.prompt_scoring.BatchedPromptScorer` (the default of ``tpv search``, transfer's target
+search and the benchmark's few-shot selection) scores all candidates of a call through the packed primitive of
+:func:`tpv.evaluate_many`, their rows sharing forward passes, so each candidate gets the predictions
+:func:`tpv.evaluate` gives it alone; :class:`~tpv.engine.prompt_scoring.SequentialPromptScorer` is the
+one-candidate-at-a-time baseline through the same primitive.
 
 Example:
     >>> import torch, tpv

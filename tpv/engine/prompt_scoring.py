@@ -1,30 +1,38 @@
-"""Rank classification of candidate prompts with a plain causal LM: the scorers of search, transfer and FUSE.
-
-One implementation serves three callers, all PEFT-free (a prompt is spliced into the input embeddings):
+"""Rank classification of candidate prompts with a causal LM: the scorers of search, transfer and FUSE.
 
 * :class:`BatchedPromptScorer` / :class:`SequentialPromptScorer` score ``c`` candidate soft prompts (``(c, rows,
-  dim)``, prepended to every example) by validation accuracy: the scorers of the coefficient search
-  (:mod:`tpv.search`) and of transfer's target search (:func:`tpv.transfer.validation_scorer`);
+  dim)``, each prepended to every example) by accuracy on a fixed example set: the scorers of the coefficient search
+  (:mod:`tpv.search`, ``tpv search``), of transfer's target search (:func:`tpv.transfer.validation_scorer`) and of
+  the benchmark's few-shot selection. They are thin adapters over the packed primitive of
+  :func:`tpv.evaluate_many`, :func:`tpv.engine.packing.score_sets`: the examples are tokenized once (as
+  :func:`tpv.evaluate` tokenizes them), each call packs the candidates' ``(prompt, example)`` rows into shared
+  forward passes, and the accuracy is read from the class logits. So a candidate's predictions are those
+  :func:`tpv.evaluate` gives for a PEFT model holding it (up to float rounding of the logits; for texts under
+  ``max_length``, which these scorers truncate from the left).
 * :class:`LabelWordLoss` is FUSE's objective (:mod:`tpv.fuse`): a discrete prompt (token ids) or its embeddings,
-  placed after the tokenizer's leading special tokens, scored by the cross-entropy over the label words.
+  placed after the tokenizer's leading special tokens, scored by the cross-entropy over the label words. It keeps
+  its own left-padded rows (:func:`tpv.engine.scoring.left_pad`, :func:`tpv.engine.scoring.last_label_logits`):
+  its prompt sits after the special tokens, not first, and its loss needs gradients in the prompt embeddings,
+  while the packed primitive puts a soft prompt first and scores in inference mode.
 
-Both predict, for each example, the label word whose first token has the highest next-token logit at the last input
-position (equivalently the highest log-likelihood), from :func:`tpv.engine.scoring.last_label_logits` on rows that
-:func:`tpv.engine.scoring.left_pad` pads on the left, with position ids that count real tokens only, so padding does
-not change a prediction. Label words are resolved by :func:`tpv.engine.data.label_token_ids`, as in training. For a
-PEFT prompt-tuning model (the prompt inside the model) the same scores come from :class:`tpv.engine.scoring.Scorer`.
+Both predict, for each example, the label word whose first token has the highest next-token logit at the last
+input position (equivalently the highest log-likelihood). Label words are resolved by
+:func:`tpv.engine.data.label_token_ids`, as in training.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from tpv.engine.data import label_token_ids
-from tpv.engine.scoring import expand_cache, last_label_logits, left_pad, prefix_cache
+from tpv.engine.data import Encoded, encode, label_token_ids
+from tpv.engine.env import resolve_precision
+from tpv.engine.packing import PackedScorer, ScoreSet, check_packable, score_sets
+from tpv.engine.scoring import infer_kind, last_label_logits, left_pad
+from tpv.engine.setup import _pad_id
 from tpv.errors import ConfigError
 
 __all__ = ["BatchedPromptScorer", "LabelWordLoss", "RankClassifier", "SequentialPromptScorer"]
@@ -50,19 +58,11 @@ def _positive(value: Any, name: str, *, optional: bool = False) -> None:
         raise ConfigError(f"{name} must be a positive integer{' or None' if optional else ''}, got {value!r}")
 
 
-# -- soft prompts prepended: the search's and transfer's scorers ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Batch:
-    input_ids: torch.Tensor  # (b, L), left-padded
-    attention_mask: torch.Tensor  # (b, L)
-    labels: torch.Tensor  # (b,)
-    index: torch.Tensor  # (b,) positions of the rows' examples in the given order
+# -- soft prompts prepended: adapters over the packed primitive --------------------------------------------------
 
 
 class RankClassifier:
-    """Validation examples tokenized once, sorted by length and left-padded; scores candidate soft prompts.
+    """Examples tokenized once; class logits of candidate soft prompts through :func:`~tpv.engine.packing.score_sets`.
 
     The base of :class:`BatchedPromptScorer` and :class:`SequentialPromptScorer` (see there for the arguments).
     :meth:`label_logits` gives the per-example class logits both scorers rank.
@@ -79,36 +79,36 @@ class RankClassifier:
         *,
         max_length: int | None = None,
         sort_by_length: bool = True,
+        precision: str = "fp32",
     ) -> None:
         texts = list(texts)
         words = list(label_words)
         label_list = _check_examples(texts, labels, len(words), "a prompt scorer")
         _positive(batch_size, "batch_size")
         _positive(max_length, "max_length", optional=True)
+        kind = infer_kind(model)
+        if kind != "causal-lm":
+            raise ConfigError(
+                f"a prompt scorer ranks a causal LM's label words; this model is a {type(model).__name__} ({kind}). "
+                "Fix: score its prompts with tpv.evaluate_many (or tpv.evaluate)"
+            )
+        check_packable(model)
         self.model = model
         self.batch_size = batch_size
+        self.sort_by_length = bool(sort_by_length)
+        self.share_prefix: bool | None = None
         embed = model.get_input_embeddings()
-        self._embed = embed
         self.token_dim = int(embed.weight.shape[1])
         self._device = embed.weight.device
-        self._dtype = embed.weight.dtype
+        self.precision = resolve_precision(precision, self._device)
         self.label_ids = torch.tensor(label_token_ids(tokenizer, words), device=self._device)  # (K,)
-        encoded = [list(tokenizer(t)["input_ids"]) for t in texts]
-        if max_length is not None:
-            encoded = [ids[-max_length:] for ids in encoded]  # keep the end, where a template's cue sits
-        if any(len(ids) == 0 for ids in encoded):
-            raise ConfigError("a validation text tokenizes to nothing")
-        order = sorted(range(len(texts)), key=lambda i: len(encoded[i])) if sort_by_length else range(len(texts))
-        order = list(order)
+        encoded = encode(tokenizer, texts, label_list, max_length=sys.maxsize)  # tpv.evaluate's tokenization
+        if max_length is not None:  # keep the end, where a template's cue sits
+            encoded = [Encoded(e.ids[-max_length:], e.label) for e in encoded]
+        self._encoded = encoded
+        self._pad_id = _pad_id(tokenizer)
+        self.labels = torch.tensor(label_list)  # (N,)
         self.num_examples = len(texts)
-        self._batches: list[_Batch] = []
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch_ids, batch_mask, _ = left_pad([encoded[i] for i in idx], pad_id=0)  # (b, L) each
-            y = torch.tensor([label_list[i] for i in idx])  # (b,)
-            self._batches.append(
-                _Batch(batch_ids.to(self._device), batch_mask.to(self._device), y.to(self._device), torch.tensor(idx))
-            )
 
     def _check_prompts(self, prompts: torch.Tensor) -> torch.Tensor:
         if not isinstance(prompts, torch.Tensor) or prompts.ndim != 3 or prompts.shape[0] == 0:
@@ -119,112 +119,68 @@ class RankClassifier:
                 f"candidate prompts are {prompts.shape[2]} wide but the model's embeddings are {self.token_dim}: "
                 "the prompts belong to another model"
             )
-        return prompts.detach().to(self._device, self._dtype)  # (c, P, d)
+        return prompts.detach().float().to(self._device)  # (c, P, d), float32 as tpv.evaluate_many takes them
 
-    def _batch_logits(self, prompts: torch.Tensor, batch: _Batch, reuse: Any | None) -> torch.Tensor:
-        """Label-word logits of every candidate on one batch, in one forward pass over ``c * b`` rows.
+    def _logits(self, prompts: torch.Tensor, share_prefix: bool | None, rows_per_pass: int) -> torch.Tensor:
+        """Class logits ``(c, N, K)`` of checked candidates ``(c, P, d)``, all in one :func:`score_sets` call."""
+        sets = [ScoreSet(prompt, self._encoded, self.label_ids) for prompt in prompts]
+        scorer = PackedScorer(self.model, share_prefix=share_prefix)
+        out = score_sets(scorer, sets, rows_per_pass=rows_per_pass, pad_id=self._pad_id, precision=self.precision)
+        return torch.stack(out)  # (c, N, K)
 
-        Args:
-            prompts: the candidates, shape ``(c, P, d)``.
-            batch: left-padded examples.
-            reuse: the candidates' prefix key/value cache (:func:`~tpv.engine.scoring.prefix_cache`), or ``None``
-                to run the prompts with the text.
+    def _accuracy(self, logits: torch.Tensor) -> torch.Tensor:
+        """Accuracy of each candidate, float64 ``(c,)``, from its class logits ``(c, N, K)``."""
+        hits = logits.argmax(dim=2) == self.labels  # (c, N)
+        return hits.sum(dim=1).to(torch.float64) / self.num_examples  # (c,)
 
-        Returns:
-            Logits, shape ``(c * b, K)``: row ``j * b + i`` is candidate ``j`` on example ``i``.
-        """
-        c, p = int(prompts.shape[0]), int(prompts.shape[1])
-        b = int(batch.input_ids.shape[0])
-        text = self._embed(batch.input_ids)  # (b, L, d)
-        text = text.repeat(c, 1, 1)  # (c * b, L, d)
-        mask = batch.attention_mask.repeat(c, 1)  # (c * b, L)
-        ones = torch.ones(c * b, p, dtype=mask.dtype, device=mask.device)  # (c * b, P)
-        full_mask = torch.cat([ones, mask], dim=1)  # (c * b, P + L)
-        # Positions count real tokens only, so left padding between prompt and text changes nothing.
-        positions = (full_mask.cumsum(dim=1) - 1).clamp(min=0)  # (c * b, P + L)
-        if reuse is None:
-            embeds = torch.cat([prompts.repeat_interleave(b, dim=0), text], dim=1)  # (c * b, P + L, d)
-            return last_label_logits(self.model, self.label_ids, full_mask, positions, inputs_embeds=embeds)
-        cache = expand_cache(reuse, b, self.model.config)
-        return last_label_logits(
-            self.model, self.label_ids, full_mask, positions[:, p:], inputs_embeds=text, cache=cache
-        )  # (c * b, K)
-
-    def _run(self, prompts: torch.Tensor, reuse_prefix: bool, each: Any) -> None:
-        """Call ``each(batch, logits (c * b, K))`` for every batch, in eval mode and inference mode."""
-        was_training = bool(self.model.training)
-        self.model.eval()
-        try:
-            with torch.inference_mode():
-                cache = prefix_cache(self.model, prompts) if reuse_prefix else None
-                for batch in self._batches:
-                    each(batch, self._batch_logits(prompts, batch, cache))
-        finally:
-            self.model.train(was_training)
-
-    def _accuracy(self, prompts: torch.Tensor, reuse_prefix: bool) -> torch.Tensor:
-        c = int(prompts.shape[0])
-        correct = torch.zeros(c, dtype=torch.long, device=self._device)  # (c,)
-
-        def count(batch: _Batch, logits: torch.Tensor) -> None:
-            hits = logits.argmax(dim=1) == batch.labels.repeat(c)  # (c * b,)
-            correct.add_(hits.view(c, -1).sum(dim=1))
-
-        self._run(prompts, reuse_prefix, count)
-        return correct.to("cpu", torch.float64) / self.num_examples  # (c,)
-
-    def label_logits(self, prompts: torch.Tensor, *, reuse_prefix: bool = False) -> torch.Tensor:
+    def label_logits(self, prompts: torch.Tensor, *, reuse_prefix: bool | None = None) -> torch.Tensor:
         """Every candidate's label-word logits on every example, in the order the examples were given.
 
         Args:
             prompts: candidate soft prompts, shape ``(c, rows, dim)``.
-            reuse_prefix: compute each prompt's keys and values once (see :class:`BatchedPromptScorer`).
+            reuse_prefix: run the prompts once into a key/value cache (``True``), prepend them to every row
+                (``False``), or the scorer's own setting (``None``); the logits agree up to float rounding.
 
         Returns:
             Float32 logits on the CPU, shape ``(c, N, K)``; the prediction is their argmax over ``K``.
         """
         p = self._check_prompts(prompts)  # (c, P, d)
-        c = int(p.shape[0])
-        out = torch.zeros(c, self.num_examples, int(self.label_ids.shape[0]))  # (c, N, K)
-
-        def keep(batch: _Batch, logits: torch.Tensor) -> None:
-            out[:, batch.index] = logits.float().cpu().view(c, -1, logits.shape[1])
-
-        self._run(p, reuse_prefix, keep)
-        return out
+        share = self.share_prefix if reuse_prefix is None else bool(reuse_prefix)
+        return self._logits(p, share, self.batch_size * int(p.shape[0]))
 
 
 class BatchedPromptScorer(RankClassifier):
     """Scores many candidate soft prompts at once by rank classification with a causal LM (PEFT-free).
 
-    For each batch of ``b`` validation examples, all ``c`` candidates are evaluated in **one** forward pass:
-    the batch dimension is expanded to ``c * b`` rows, row ``j * b + i`` holding candidate ``j`` prepended to
-    example ``i``. The prediction is the label word whose first token has the highest next-token logit at the
-    last input position (only that position's logits are computed, ``logits_to_keep=1``); the score is the
-    accuracy. Examples are tokenized once, sorted by length (less padding) and left-padded, with position
-    ids that count real tokens only, so padding does not change a prediction.
+    A thin adapter over :func:`tpv.engine.packing.score_sets`, the packed primitive of :func:`tpv.evaluate_many`:
+    each call scores ``c`` candidates (at most ``max_candidates`` per call of the primitive) on all examples, the
+    ``c * N`` (candidate, example) rows sorted by length and cut into forward passes of ``c * batch_size`` rows,
+    each row carrying its own candidate. The prediction is the label word whose first token has the highest
+    next-token logit at the example's last token; the score is the accuracy. Examples are tokenized once, as
+    :func:`tpv.evaluate` tokenizes them (special tokens included), and right-padded; a row's positions do not
+    depend on its batch.
 
-    With ``reuse_prefix=True`` (default), each candidate prompt's keys and values are computed once per call
-    and reused for every example batch: a prompt attends only to itself, so its cache does not depend on the
-    text. A batch then runs ``c * b`` rows over the text tokens only, instead of the prompt and the text.
-    This needs a model that accepts ``past_key_values`` as a ``transformers.DynamicCache`` (Llama, Gemma,
-    Qwen, Mistral ...); pass ``reuse_prefix=False`` otherwise.
+    With ``reuse_prefix=True`` the candidates of a pass run once into a key/value cache and every row attends to
+    its own candidate's keys and values (the text tokens only run per row); ``False`` prepends the candidate to
+    each row; ``None`` (the default) shares on a CPU and prepends on a GPU, like :func:`tpv.evaluate_many`. The
+    accuracies agree up to float rounding of the logits.
 
-    Causal LMs only (``model(inputs_embeds=..., attention_mask=..., position_ids=..., logits_to_keep=...)``);
-    encoder-decoder models and PEFT-wrapped models are not supported. The model is put in eval mode during a
-    call and restored afterwards.
+    Causal LMs only (a PEFT wrapper is unwrapped; its own prompt is not used). The model is put in eval mode
+    during a call and restored afterwards.
 
     Args:
         model: a Hugging Face causal LM.
-        tokenizer: its tokenizer (``tokenizer(text)["input_ids"]``).
+        tokenizer: its tokenizer.
         texts: the validation inputs, already formatted for the model.
         labels: their labels, indices into ``label_words``.
         label_words: one word per label (e.g. ``(" negative", " positive")``); their first tokens must differ.
-        batch_size: examples per batch ``b`` (each forward pass has ``c * b`` rows).
-        max_length: keep only the last ``max_length`` tokens of a text (default: no truncation).
-        sort_by_length: batch examples of similar length together.
-        reuse_prefix: compute each prompt's keys and values once and reuse them for every batch.
-        max_candidates: most candidates per forward pass (bounds memory); default: all.
+        batch_size: examples per candidate in a forward pass (a pass has ``c * batch_size`` rows).
+        max_length: keep only the last ``max_length`` tokens of a text (default: no truncation; note that
+            :func:`tpv.evaluate` truncates the middle instead).
+        sort_by_length: accepted for compatibility; rows are always grouped by length, which changes no score.
+        reuse_prefix: share each pass's candidate prompts as a key/value prefix (see above).
+        max_candidates: most candidates per call of the packed primitive (bounds memory); default: all.
+        precision: ``"fp32"`` (default: the model's dtype, no autocast), ``"bf16"`` or ``"auto"``.
 
     Example:
         >>> scorer = BatchedPromptScorer(model, tokenizer, texts, labels, (" negative", " positive"))  # doctest: +SKIP
@@ -242,8 +198,9 @@ class BatchedPromptScorer(RankClassifier):
         *,
         max_length: int | None = None,
         sort_by_length: bool = True,
-        reuse_prefix: bool = True,
+        reuse_prefix: bool | None = None,
         max_candidates: int | None = None,
+        precision: str = "fp32",
     ) -> None:
         super().__init__(
             model,
@@ -254,9 +211,11 @@ class BatchedPromptScorer(RankClassifier):
             batch_size,
             max_length=max_length,
             sort_by_length=sort_by_length,
+            precision=precision,
         )
         _positive(max_candidates, "max_candidates", optional=True)
-        self.reuse_prefix = bool(reuse_prefix)
+        self.reuse_prefix = None if reuse_prefix is None else bool(reuse_prefix)
+        self.share_prefix = self.reuse_prefix
         self.max_candidates = max_candidates
 
     def __call__(self, prompts: torch.Tensor) -> torch.Tensor:
@@ -272,8 +231,11 @@ class BatchedPromptScorer(RankClassifier):
             ConfigError: prompts of the wrong shape or width.
         """
         p = self._check_prompts(prompts)  # (c, P, d)
-        step = self.max_candidates or p.shape[0]
-        parts = [self._accuracy(p[i : i + step], self.reuse_prefix) for i in range(0, p.shape[0], step)]
+        step = self.max_candidates or int(p.shape[0])
+        parts = []
+        for i in range(0, int(p.shape[0]), step):
+            chunk = p[i : i + step]  # (c', P, d)
+            parts.append(self._accuracy(self._logits(chunk, self.share_prefix, self.batch_size * int(chunk.shape[0]))))
         return torch.cat(parts)  # (c,)
 
     def score_prompt(self, prompt: torch.Tensor) -> float:
@@ -282,10 +244,11 @@ class BatchedPromptScorer(RankClassifier):
 
 
 class SequentialPromptScorer(RankClassifier):
-    """The baseline: scores candidate prompts one at a time, recomputing the prompt in every batch.
+    """The baseline: scores candidate prompts one at a time, the prompt prepended to every row.
 
-    Same inputs, predictions and batches as :class:`BatchedPromptScorer` (a forward pass has ``b`` rows
-    holding one candidate), so the two return the same accuracies; only the work per forward pass differs.
+    Same inputs and predictions as :class:`BatchedPromptScorer`, through the same primitive, one candidate per
+    call with ``batch_size`` rows per forward pass (a per-candidate evaluation loop), so the two return the same
+    accuracies; only the work per forward pass differs.
 
     Args:
         model: a Hugging Face causal LM.
@@ -295,13 +258,41 @@ class SequentialPromptScorer(RankClassifier):
         label_words: one word per label; their first tokens must differ.
         batch_size: examples per forward pass.
         max_length: keep only the last ``max_length`` tokens of a text.
-        sort_by_length: batch examples of similar length together.
+        sort_by_length: accepted for compatibility (rows are always grouped by length).
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"auto"``.
     """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        texts: Sequence[str],
+        labels: Sequence[int],
+        label_words: Sequence[str],
+        batch_size: int = 8,
+        *,
+        max_length: int | None = None,
+        sort_by_length: bool = True,
+        precision: str = "fp32",
+    ) -> None:
+        super().__init__(
+            model,
+            tokenizer,
+            texts,
+            labels,
+            label_words,
+            batch_size,
+            max_length=max_length,
+            sort_by_length=sort_by_length,
+            precision=precision,
+        )
+        self.share_prefix = False
 
     def __call__(self, prompts: torch.Tensor) -> torch.Tensor:
         """Accuracy of each candidate prompt, shape ``(c,)``, computed one candidate after the other."""
         p = self._check_prompts(prompts)  # (c, P, d)
-        return torch.cat([self._accuracy(p[j : j + 1], reuse_prefix=False) for j in range(p.shape[0])])  # (c,)
+        parts = [self._accuracy(self._logits(p[j : j + 1], False, self.batch_size)) for j in range(int(p.shape[0]))]
+        return torch.cat(parts)  # (c,)
 
 
 # -- discrete prompts after the special tokens: FUSE's objective ---------------------------------------------------

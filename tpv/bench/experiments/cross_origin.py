@@ -1,7 +1,8 @@
 """Experiment ``cross_origin`` (the paper's Table 1): each task's vector applied to a *different* origin.
 
 Per task and ordered pair of origins ``(a, b)``: the ``source`` tuning from ``a`` and a ``cross`` cell applying its
-vector to ``b`` with ``vector.apply_to(other, strict=False)``, scored beside origin ``b`` alone.
+vector to ``b`` with ``vector.apply_to(other, strict=False)``, scored beside origin ``b`` alone (both prompts in one
+:func:`tpv.evaluate_many` call).
 """
 
 from __future__ import annotations
@@ -26,28 +27,90 @@ from tpv.bench.experiments._common import (
     score_prompt,
     source_cell,
     task_layout,
+    train_config,
     vector_from,
 )
 from tpv.bench.experiments.sources import source_table
 from tpv.bench.report import Report, Table
 from tpv.bench.stats import summarize
+from tpv.errors import ConfigError
 
 if TYPE_CHECKING:
-    from tpv.bench.config import Config
+    import torch
 
-__all__ = ["EXPERIMENT", "KINDS"]
+    from tpv.bench.config import Config
+    from tpv.tasks.spec import Example, TaskSpec
+
+__all__ = ["EXPERIMENT", "KINDS", "score_together"]
+
+
+def score_together(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[torch.Tensor],
+    examples: Sequence[Example],
+    spec: TaskSpec,
+    ev: Mapping[str, Any],
+    model_params: Mapping[str, Any],
+) -> list[float]:
+    """The task metric of several prompts ``(rows, dim)`` on the same examples, each as :func:`score_prompt` scores it.
+
+    One :func:`tpv.evaluate_many` call (the prompts' rows share forward passes of ``len(prompts) *
+    eval_batch_size`` rows; each result equals ``tpv.evaluate`` of that prompt alone, up to float rounding of the
+    logits); for a model ``evaluate_many`` does not pack, one :func:`score_prompt` per prompt, each around a model
+    of its own (PEFT wraps a model in place).
+
+    Args:
+        model: the cell's model, loaded from ``model_params`` (not wrapped: ``evaluate_many`` splices the prompts
+            in).
+        tokenizer: its tokenizer.
+        prompts: the soft prompts, each ``(rows, dim)``.
+        examples: the examples all prompts are scored on.
+        spec: the task (label words and metric).
+        ev: the scoring settings (:func:`._common.eval_params`).
+        model_params: the cell's model parameters (where to load another copy from).
+
+    Returns:
+        One score per prompt, in order.
+    """
+    from tpv.engine import evaluate_many
+    from tpv.engine.packing import check_packable
+
+    try:
+        check_packable(model)
+    except ConfigError:
+        models = [model] + [load_cell_model(model_params) for _ in prompts[1:]]
+        return [score_prompt(m, tokenizer, p, examples, spec, ev) for m, p in zip(models, prompts)]
+
+    cfg = train_config(ev)
+    results = evaluate_many(
+        model,
+        tokenizer,
+        list(prompts),
+        list(examples),
+        label_words=tuple(spec.label_words),
+        metric=spec.metric,
+        batch_size=cfg.eval_batch_size * len(prompts),
+        max_length=cfg.max_length,
+        precision=cfg.precision,
+    )
+    return [float(r["score"]) for r in results]
 
 
 def _cross(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Mapping[str, Any]) -> CellOutput:
-    """Apply a task's vector to another origin (strict=False) and score it on the task's test set."""
+    """Apply a task's vector to another origin (strict=False) and score it, and the origin alone, on the test set.
+
+    Both prompts are scored in one :func:`score_together` call.
+    """
     model = load_cell_model(params["model"])
     tok = cached_tokenizer(params["model"]["name"])
     other = build_origin(model, params["prompt"], params["to_origin"])
     vector = vector_from(inputs["vector"].artifacts[CELL_VECTOR_FILE])
     spec, _train, _val, test = cell_data(params["task"], params["data"])
     prompt = vector.apply_to(other, strict=False)
-    score = score_prompt(model, tok, prompt, test, spec, params["eval"])
-    origin_score = score_prompt(load_cell_model(params["model"]), tok, other.tensor, test, spec, params["eval"])
+    score, origin_score = score_together(
+        model, tok, [prompt, other.tensor], test, spec, params["eval"], params["model"]
+    )
     return CellOutput(
         {
             "task": spec.name,
@@ -71,7 +134,7 @@ def _cross_cell(config: Config, task: str, a: int, b: int, source: Cell) -> Cell
         "to_origin": b,
         "eval": eval_params(config.train_options()),
     }
-    est = 2 * rt.model_load_seconds + 2 * config.data.max_test / rt.eval_examples_per_second
+    est = rt.model_load_seconds + 2 * config.data.max_test / rt.eval_examples_per_second  # one load, two prompts
     return make_cell("cross", f"{task}/o{a}-o{b}", params, stage="cross", deps={"vector": source.id}, estimate_s=est)
 
 

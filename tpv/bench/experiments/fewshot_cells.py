@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tpv.bench.cells import CellInput, CellKind, CellOutput
@@ -25,7 +25,6 @@ from tpv.bench.experiments._common import (
     cell_data,
     load_cell_model,
     score_prompt,
-    score_prompts,
     tune,
     vector_bytes,
     vector_from,
@@ -98,70 +97,112 @@ def _mixture(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Ma
     return CellOutput(metrics, {CELL_VECTOR_FILE: vector_bytes(vector, {"bench": {"mixture": params["tasks"]}})})
 
 
-def _candidates_from_search(
-    vectors: Sequence[TaskPromptVector], origin: Origin, scorer: Any, fs: Mapping[str, Any]
-) -> dict[str, tuple[TaskPromptVector, float, dict[str, Any]]]:
-    """tpv_best candidates: the coefficient search and each merge method, with their validation scores."""
-    from tpv.merge import merge
+def _selection_scorer(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Any],
+    spec: TaskSpec,
+    ev: Mapping[str, Any],
+    model_params: Mapping[str, Any],
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``prompts (c, rows, dim) -> validation accuracies (c,)``, float64: the selection's one scorer.
+
+    On a causal LM a :class:`~tpv.engine.prompt_scoring.BatchedPromptScorer` over the packed primitive of
+    :func:`tpv.evaluate_many` (the ``c`` candidates share forward passes; the examples are tokenized once for all
+    calls; texts keep their last ``max_length`` tokens, in fp32, as the selection always scored them); on other
+    model kinds one :func:`tpv.evaluate_many` call per scorer call
+    (:func:`tpv.bench.experiments.cross_origin.score_together`, with the cell's scoring settings).
+    """
+    import dataclasses
+
+    import torch
+
+    if model_params["task_type"] == "causal-lm":
+        from tpv.engine.prompt_scoring import BatchedPromptScorer
+
+        return BatchedPromptScorer(
+            model,
+            tokenizer,
+            [ex.text for ex in examples],
+            [int(ex.label) for ex in examples],
+            tuple(spec.label_words),
+            batch_size=int(ev["eval_batch_size"]),
+            max_length=int(ev["max_length"]),
+        )
+    from tpv.bench.experiments.cross_origin import score_together
+
+    accuracy = dataclasses.replace(spec, metric="accuracy")
+
+    def together(prompts: torch.Tensor) -> torch.Tensor:
+        scores = score_together(model, tokenizer, list(prompts), examples, accuracy, ev, model_params)
+        return torch.tensor(scores, dtype=torch.float64)
+
+    return together
+
+
+def _search(
+    vectors: Sequence[TaskPromptVector],
+    origin: Origin,
+    scorer: Callable[[torch.Tensor], torch.Tensor],
+    fs: Mapping[str, Any],
+) -> tuple[str, tuple[TaskPromptVector, float, dict[str, Any]]]:
+    """The coefficient search's tpv_best candidate: its key, vector, validation score and details."""
     from tpv.search import search_per_task, search_scalar
 
-    out: dict[str, tuple[TaskPromptVector, float, dict[str, Any]]] = {}
     grid = [float(g) for g in fs["grid"]]
     if fs["search"] == "per_task" and len(vectors) > 1:
         res = search_per_task(vectors, origin, scorer, grid, strategy="coordinate")
     else:
         res = search_scalar(vectors, origin, scorer, grid)
-    out[f"search_{res.mode}"] = (
-        res.vector(vectors),
-        float(res.score),
-        {"coefficients": list(res.coefficients), "evaluated": len(res.candidates)},
-    )
-    for method in fs["merge_methods"]:
-        merged = merge(vectors, method=method)
-        score = float(scorer(merged.apply_to(origin).unsqueeze(0))[0])
-        out[f"merge_{method}"] = (merged, score, {"method": method})
-    return out
+    info = {"coefficients": list(res.coefficients), "evaluated": len(res.candidates)}
+    return f"search_{res.mode}", (res.vector(vectors), float(res.score), info)
 
 
 def _select(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Mapping[str, Any]) -> CellOutput:
     """Choose the few-shot inits of one target and seed on its validation examples.
 
     spot_best is the source prompt that scores best; tpv is ``origin + sum_i tau_i``; tpv_best is the best of that
-    sum, the coefficient search and the merge methods.
+    sum, the coefficient search and the merge methods. The fixed candidates (the origin, each source, the sum, each
+    merge, the mixture) are scored in one call of the selection's scorer, then the search calls it for its grid.
     """
     import torch
+
+    from tpv.merge import merge
 
     model = load_cell_model(params["model"])
     tok = cached_tokenizer(params["model"]["name"])
     origin = build_origin(model, params["prompt"], params["origin"])
     spec, _train, validation, _test = cell_data(params["target"], params["data"])
-    examples = validation[: params["fewshot"]["selection_examples"]]
+    fs = params["fewshot"]
+    examples = validation[: fs["selection_examples"]]
     by_source = {role.removeprefix("source:"): vector_from(inp.artifacts[CELL_VECTOR_FILE])
                  for role, inp in inputs.items() if role.startswith("source:")}  # fmt: skip
     names = sorted(by_source)
     vectors = [by_source[n] for n in names]
+    scorer = _selection_scorer(model, tok, examples, spec, params["eval"], params["model"])
 
-    def scorer(prompts: torch.Tensor) -> torch.Tensor:
-        scores = score_prompts(model, tok, prompts, examples, spec, params["eval"], params["model"]["task_type"])
-        return torch.tensor(scores, dtype=torch.float64)
-
-    stacked = torch.stack([origin.tensor] + [v.apply_to(origin) for v in vectors])  # (1 + n, rows, dim)
-    base_scores = scorer(stacked).tolist()
-    validation_scores: dict[str, float] = {"random": base_scores[0]}
-    for n, s in zip(names, base_scores[1:]):
-        validation_scores[f"source:{n}"] = s
-    best_source = max(names, key=lambda n: (validation_scores[f"source:{n}"], -names.index(n)))
     total = sum(vectors[1:], vectors[0])
-    tpv_score = float(scorer(total.apply_to(origin).unsqueeze(0))[0])
-    validation_scores["tpv"] = tpv_score
-    candidates: dict[str, tuple[TaskPromptVector, float, dict[str, Any]]] = {"tpv": (total, tpv_score, {})}
-    candidates.update(_candidates_from_search(vectors, origin, scorer, params["fewshot"]))
-    for key, (_v, s, _info) in candidates.items():
-        validation_scores[key] = s
+    merged = {f"merge_{method}": merge(vectors, method=method) for method in fs["merge_methods"]}
+    mixture = vector_from(inputs["mixture"].artifacts[CELL_VECTOR_FILE]) if "mixture" in inputs else None
+    fixed: dict[str, torch.Tensor] = {"random": origin.tensor}
+    fixed.update({f"source:{n}": v.apply_to(origin) for n, v in zip(names, vectors)})
+    fixed["tpv"] = total.apply_to(origin)
+    fixed.update({key: m.apply_to(origin) for key, m in merged.items()})
+    if mixture is not None:
+        fixed["spot_multi"] = mixture.apply_to(origin)
+    scored = dict(zip(fixed, scorer(torch.stack(list(fixed.values()))).tolist()))  # (len(fixed), rows, dim) -> scores
+
+    validation_scores: dict[str, float] = {k: v for k, v in scored.items() if k != "spot_multi" and k not in merged}
+    best_source = max(names, key=lambda n: (validation_scores[f"source:{n}"], -names.index(n)))
+    candidates: dict[str, tuple[TaskPromptVector, float, dict[str, Any]]] = {"tpv": (total, scored["tpv"], {})}
+    key, found = _search(vectors, origin, scorer, fs)
+    candidates[key] = found
+    candidates.update({k: (m, scored[k], {"method": k.removeprefix("merge_")}) for k, m in merged.items()})
+    for k, (_v, s, _info) in candidates.items():
+        validation_scores[k] = s
     best_key = max(candidates, key=lambda k: (candidates[k][1], -list(candidates).index(k)))
-    if "mixture" in inputs:
-        mix = vector_from(inputs["mixture"].artifacts[CELL_VECTOR_FILE])
-        validation_scores["spot_multi"] = float(scorer(mix.apply_to(origin).unsqueeze(0))[0])
+    if mixture is not None:
+        validation_scores["spot_multi"] = scored["spot_multi"]
     artifacts = {
         "init-spot_best.safetensors": vector_bytes(by_source[best_source]),
         "init-tpv.safetensors": vector_bytes(total),
