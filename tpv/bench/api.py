@@ -52,7 +52,8 @@ def run(
         config: the validated config.
         out: the results root: cells go to ``OUT/cells/``, the report to ``OUT/<config.name>/``.
         layers: the config layers (recorded in the report as provenance).
-        executor: where cells run (default: in this process).
+        executor: where cells run (default: in this process); with ``config.runtime.pack`` > 1, compatible cells
+            run in packs (see :func:`tpv.bench.runner.pack_tasks`).
         dry_run: only plan: list the cells and the estimated time of the unfinished ones.
         progress: receives progress events.
         report: write the report after running.
@@ -69,7 +70,7 @@ def run(
     if dry_run:
         return summary
     write_config(root / config.name, config, layers)
-    run_planned(summary, root, env=default_env(config), executor=executor, progress=progress)
+    run_planned(summary, root, env=default_env(config), executor=executor, progress=progress, pack=config.runtime.pack)
     if report:
         summary.report_dir = _write_report(root, config, layers, summary)
     return summary

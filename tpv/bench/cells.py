@@ -10,6 +10,11 @@ inputs did not change is never run twice::
 Cell functions receive their parameters and their dependencies' results *as data* (metrics and artifact bytes)
 and return data, so the same function runs in this process or on a Ray worker of another machine. This module
 knows no experiment: the experiments (:mod:`tpv.bench.experiments`) register their kinds here.
+
+A kind may also register a *pack function* (:data:`PackFn`): several of its cells run as one unit (one model
+loaded, one ``tpv.train_many`` call), each returning what the cell function returns for it. Packing is a way of
+running cells, never part of what they are: a cell's id, parameters and stored files are the same packed or not.
+Cells share a pack only when their :meth:`CellKind.pack_group` is equal (same kind and model, by default).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,8 +35,12 @@ __all__ = [
     "CellInput",
     "CellKind",
     "CellOutput",
+    "NotPackableError",
+    "PackFn",
+    "PackMember",
     "cell_kind",
     "execute_cell",
+    "execute_pack",
     "get_kind",
     "make_cell",
     "register_kind",
@@ -99,13 +108,49 @@ CellFn = Callable[[Mapping[str, Any], Mapping[str, CellInput], Mapping[str, Any]
 the results (torch threads), so it is not part of the id."""
 
 
+PackMember = tuple[Mapping[str, Any], Mapping[str, CellInput]]
+"""One cell of a pack, as its pack function receives it: ``(params, inputs)``."""
+
+PackFn = Callable[[Sequence[PackMember], Mapping[str, Any]], list[CellOutput]]
+"""``pack(members, env) -> outputs``: run several cells of one kind as one unit; one output per member, in order,
+each what the kind's cell function returns for that member (up to float rounding). It raises
+:class:`NotPackableError` when its members cannot share a pack; anything else it raises fails the pack as a whole (the
+executor then runs the members one by one, see :func:`tpv.bench.executors.run_pack`)."""
+
+
+class NotPackableError(ConfigError):
+    """Cells that cannot share a pack (say, a model ``tpv.train_many`` does not pack yet): they run one by one."""
+
+
 @dataclass(frozen=True)
 class CellKind:
-    """A registered cell function and its version (bump it when the function's results change)."""
+    """A registered cell function and its version (bump it when the function's results change).
+
+    Attributes:
+        name: the kind's name (part of every id of its cells).
+        fn: the cell function, ``fn(params, inputs, env) -> CellOutput``.
+        version: part of every id of this kind: bump it to invalidate stored results.
+        pack: optional pack function running several cells of this kind as one unit (see :data:`PackFn`).
+        pack_key: ``pack_key(params) -> plain JSON``: what cells must share to go in one pack (default: the
+            ``model`` parameters). Only read when ``pack`` is set.
+    """
 
     name: str
     fn: CellFn
     version: int = 1
+    pack: PackFn | None = None
+    pack_key: Callable[[Mapping[str, Any]], Any] | None = None
+
+    def pack_group(self, params: Mapping[str, Any]) -> str | None:
+        """The group cells of this kind with these parameters pack with (``None``: this kind never packs).
+
+        Raises:
+            ConfigError: a pack key that is not plain JSON.
+        """
+        if self.pack is None:
+            return None
+        key = self.pack_key(params) if self.pack_key is not None else params.get("model")
+        return canonical_json({"kind": self.name, "key": key})
 
 
 CELL_KINDS: dict[str, CellKind] = {}
@@ -209,13 +254,53 @@ def execute_cell(
         Exception: whatever the cell function raises.
     """
     spec = kind if isinstance(kind, CellKind) else get_kind(kind)
-    env = dict(env or {})
-    threads = env.get("threads")
+    env = _apply_env(env)
+    return _checked(spec, spec.fn(params, inputs, env))
+
+
+def execute_pack(
+    kind: str | CellKind, members: Sequence[PackMember], env: Mapping[str, Any] | None = None
+) -> list[CellOutput]:
+    """Run several cells of one kind as one unit through the kind's pack function.
+
+    Args:
+        kind: a registered kind's name, or the kind itself.
+        members: each cell's ``(params, inputs)``.
+        env: run settings that do not change results (``threads``).
+
+    Returns:
+        One output per member, in order.
+
+    Raises:
+        ConfigError: unknown kind, or a kind without a pack function.
+        NotPackableError: the members cannot share a pack (run them one by one with :func:`execute_cell`).
+        TypeError: the pack function returned the wrong number or type of outputs.
+        Exception: whatever the pack function raises.
+    """
+    spec = kind if isinstance(kind, CellKind) else get_kind(kind)
+    if spec.pack is None:
+        raise ConfigError(f"cell kind {spec.name!r} has no pack function; run its cells one by one")
+    env = _apply_env(env)
+    outs = list(spec.pack(list(members), env))
+    if len(outs) != len(members):
+        raise TypeError(
+            f"cell kind {spec.name!r}: its pack function returned {len(outs)} outputs for {len(members)} cells"
+        )
+    return [_checked(spec, out) for out in outs]
+
+
+def _apply_env(env: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The run environment as a dict, after applying what it sets in this process (torch threads)."""
+    out = dict(env or {})
+    threads = out.get("threads")
     if isinstance(threads, int) and threads > 0:
         import torch
 
         torch.set_num_threads(threads)
-    out = spec.fn(params, inputs, env)
+    return out
+
+
+def _checked(spec: CellKind, out: Any) -> CellOutput:
     if not isinstance(out, CellOutput):
         raise TypeError(f"cell kind {spec.name!r} returned {type(out).__name__}, not a CellOutput")
     canonical_json(out.metrics)

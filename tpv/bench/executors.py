@@ -5,6 +5,10 @@ as it arrives; the runner stores it. Cells receive their inputs as data and retu
 shared file system: results are gathered by the driver into the same ``OUT/cells/`` files an in-process run writes.
 A task carries its cell function (:class:`~tpv.bench.cells.CellKind`), so a worker needs no registry either.
 
+A :class:`CellPack` (cells of one kind and model grouped by the runner, ``runtime.pack``) is one unit of work: one
+call in this process, one Ray task on a worker; :func:`run_pack` runs it and returns one outcome per cell, stored
+by the runner each on its own as soon as the pack finishes.
+
 Ray (``pip install ray``) is optional. ``RayExecutor(address="ray://head:10001")`` or ``address="auto"``
 connects to an existing cluster (tpv must be installed on its workers); ``address=None`` starts a local instance
 for the run and stops it at the end.
@@ -17,23 +21,26 @@ import socket
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from tpv.bench.cells import Cell, CellInput, CellKind, CellOutput, execute_cell
+from tpv.bench.cells import Cell, CellInput, CellKind, CellOutput, NotPackableError, execute_cell, execute_pack
 from tpv.errors import ConfigError
 
 __all__ = [
     "EXECUTORS",
     "CellOutcome",
+    "CellPack",
     "CellTask",
     "Executor",
     "InProcessExecutor",
     "RayExecutor",
     "make_executor",
     "measured_on",
+    "run_pack",
     "run_task",
+    "run_unit",
 ]
 
 
@@ -52,11 +59,29 @@ class CellTask:
 
 
 @dataclass(frozen=True)
+class CellPack:
+    """Cells of one pack group run as one unit by their kind's pack function.
+
+    The runner groups them (same :meth:`~tpv.bench.cells.CellKind.pack_group`: kind and model); an executor runs
+    the pack as one call in this process or as one task on a Ray worker (:func:`run_pack`).
+    """
+
+    tasks: tuple[CellTask, ...]
+
+
+Unit = CellTask | CellPack
+"""What an executor runs: one cell, or a pack of cells."""
+
+
+@dataclass(frozen=True)
 class CellOutcome:
-    """How a cell ended: its output or its error; seconds taken; the worker's host and device.
+    """How a cell ended: its output or its error; seconds taken; the worker's host and device; its pack.
 
     ``device`` names the hardware (``"cpu: <cpu name>"`` or ``"cuda: <gpu name>"``), so a report written on
-    another machine can say where its cells ran.
+    another machine can say where its cells ran. ``pack_size`` is the number of cells it ran with (1: alone;
+    ``elapsed_s`` is then its share of the pack's time). ``pack_error`` is the error of the pack it was planned
+    in when that pack failed and the cell was then run alone; ``pack_traceback`` (on the pack's first cell only)
+    is that failure's traceback.
     """
 
     output: CellOutput | None
@@ -65,6 +90,9 @@ class CellOutcome:
     elapsed_s: float = 0.0
     host: str = ""
     device: str = ""
+    pack_size: int = 1
+    pack_error: str | None = None
+    pack_traceback: str | None = None
 
 
 def cpu_name() -> str:
@@ -112,26 +140,76 @@ def run_task(task: CellTask) -> CellOutcome:
             time.perf_counter() - start,
             socket.gethostname(),
         )
-    device = measured_on(str(task.cell.params.get("model", {}).get("device", "cpu")))
-    return CellOutcome(out, elapsed_s=time.perf_counter() - start, host=socket.gethostname(), device=device)
+    return CellOutcome(out, elapsed_s=time.perf_counter() - start, host=socket.gethostname(), device=_device(task))
+
+
+def _device(task: CellTask) -> str:
+    return measured_on(str(task.cell.params.get("model", {}).get("device", "cpu")))
+
+
+def run_pack(pack: CellPack) -> list[CellOutcome]:
+    """Execute a pack: one call of its kind's pack function; one outcome per cell, in the pack's order.
+
+    A pack whose function raises :class:`~tpv.bench.cells.NotPackableError` (a model ``tpv.train_many`` does not pack)
+    runs its cells one by one, as without packing. A pack whose function raises anything else does too, each
+    outcome recording the pack's error (``pack_error``; the traceback on the first): so a failing job (a diverging
+    loss, say) fails its own cell only, and every other cell ends as an unpacked run ends it. An interrupt
+    (``KeyboardInterrupt``) stops the pack with nothing stored: a rerun runs its cells again.
+    """
+    tasks = pack.tasks
+    if len(tasks) == 1:
+        return [run_task(tasks[0])]
+    first = tasks[0]
+    start = time.perf_counter()
+    try:
+        outputs = execute_pack(first.kind or first.cell.kind, [(t.cell.params, t.inputs) for t in tasks], first.env)
+    except KeyboardInterrupt:
+        raise
+    except NotPackableError:
+        return [run_task(t) for t in tasks]
+    except Exception as exc:  # the pack failed as a whole: each cell alone decides its own outcome
+        error, trace = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+        outcomes = [replace(run_task(t), pack_error=error) for t in tasks]
+        outcomes[0] = replace(outcomes[0], pack_traceback=trace)
+        return outcomes
+    share = (time.perf_counter() - start) / len(tasks)
+    host = socket.gethostname()
+    return [
+        CellOutcome(out, elapsed_s=share, host=host, device=_device(t), pack_size=len(tasks))
+        for t, out in zip(tasks, outputs)
+    ]
+
+
+def run_unit(unit: Unit) -> list[tuple[CellTask, CellOutcome]]:
+    """Execute a cell or a pack: each of its tasks with its outcome."""
+    if isinstance(unit, CellPack):
+        return list(zip(unit.tasks, run_pack(unit)))
+    return [(unit, run_task(unit))]
+
+
+def _tasks_of(unit: Unit) -> tuple[CellTask, ...]:
+    return unit.tasks if isinstance(unit, CellPack) else (unit,)
 
 
 OnResult = Callable[[CellTask, CellOutcome], None]
 
 
 class Executor(Protocol):
-    """Runs a wave of independent cells and reports each outcome through ``on_result``.
+    """Runs a wave of independent units (cells, or packs of cells) and reports each cell's outcome.
 
-    ``one_at_a_time`` tells the runner that the executor runs tasks one after the other where the runner is: the
-    runner then hands it one task at a time and checks just before each whether another process sharing the
-    results folder has finished it meanwhile.
+    ``one_at_a_time`` tells the runner that the executor runs units one after the other where the runner is: the
+    runner then hands it one unit at a time and checks just before each whether another process sharing the
+    results folder has finished some of its cells meanwhile.
     """
 
     name: str
     one_at_a_time: bool
 
-    def run(self, tasks: Sequence[CellTask], on_result: OnResult) -> None:
-        """Run every task; call ``on_result(task, outcome)`` once per task, in completion order."""
+    def run(self, tasks: Sequence[Unit], on_result: OnResult) -> None:
+        """Run every unit; call ``on_result(task, outcome)`` once per cell, in completion order.
+
+        A pack's cells are reported together, as soon as the pack finishes.
+        """
 
     def close(self) -> None:
         """Release resources (stop a local cluster)."""
@@ -143,10 +221,11 @@ class InProcessExecutor:
     name = "inprocess"
     one_at_a_time = True
 
-    def run(self, tasks: Sequence[CellTask], on_result: OnResult) -> None:
-        """Run every task in order."""
-        for task in tasks:
-            on_result(task, run_task(task))
+    def run(self, tasks: Sequence[Unit], on_result: OnResult) -> None:
+        """Run every unit in order."""
+        for unit in tasks:
+            for task, outcome in run_unit(unit):
+                on_result(task, outcome)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -158,20 +237,22 @@ class InProcessExecutor:
         self.close()
 
 
-def _ray_entry(task: CellTask) -> CellOutcome:
-    """What a Ray worker runs: the same function as in-process, errors returned as data."""
-    return run_task(task)
+def _ray_entry(unit: Unit) -> list[CellOutcome]:
+    """What a Ray worker runs: a cell or a whole pack, as in-process; errors returned as data."""
+    return [outcome for _task, outcome in run_unit(unit)]
 
 
 class RayExecutor:
     """Runs cells as Ray tasks, on an existing cluster or on a local instance started for the run.
 
+    A pack of cells is one Ray task: the worker loads the model once and returns every cell's outcome.
+
     Args:
         address: an existing cluster (``"auto"``, ``"ray://host:10001"``, ``"host:6379"``); ``None`` starts a local
             instance, stopped by :meth:`close`.
         num_cpus: CPUs of a local instance (default: all).
-        cpus_per_cell: CPUs Ray reserves for each cell (bounds how many run at once).
-        gpus_per_cell: GPUs Ray reserves for each cell.
+        cpus_per_cell: CPUs Ray reserves for each cell or pack (bounds how many run at once).
+        gpus_per_cell: GPUs Ray reserves for each cell or pack.
         init_kwargs: more arguments for ``ray.init``.
 
     Raises:
@@ -209,19 +290,20 @@ class RayExecutor:
             self._started = True
         self._remote = ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell, max_retries=0)(_ray_entry)
 
-    def run(self, tasks: Sequence[CellTask], on_result: OnResult) -> None:
-        """Submit every task, then store outcomes as they complete."""
+    def run(self, tasks: Sequence[Unit], on_result: OnResult) -> None:
+        """Submit every unit (a cell or a pack), then report outcomes as units complete."""
         ray = self._ray
-        pending = {self._remote.remote(task): task for task in tasks}
+        pending = {self._remote.remote(unit): unit for unit in tasks}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                task = pending.pop(ref)
+                members = _tasks_of(pending.pop(ref))
                 try:
-                    outcome = ray.get(ref)
+                    outcomes = list(ray.get(ref))
                 except Exception as exc:  # worker died, task could not be deserialized, ...
-                    outcome = CellOutcome(None, f"ray: {type(exc).__name__}: {exc}")
-                on_result(task, outcome)
+                    outcomes = [CellOutcome(None, f"ray: {type(exc).__name__}: {exc}")] * len(members)
+                for task, outcome in zip(members, outcomes):
+                    on_result(task, outcome)
 
     def close(self) -> None:
         """Disconnect; a local instance started here is stopped."""

@@ -6,12 +6,20 @@ experiments share cells when they run into the same ``OUT`` (few-shot reuses the
 Cells run wave by wave in dependency order, on an executor (:mod:`tpv.bench.executors`); a failing cell is
 recorded and its dependents are skipped, the rest go on.
 
+**Packing** (``pack`` > 1, the config's ``runtime.pack``): the ready cells of a wave whose kind has a pack function
+are grouped by :meth:`~tpv.bench.cells.CellKind.pack_group` (kind and model, never mixed) into packs of up to
+``pack`` cells (:func:`pack_tasks`); the executor runs each pack as one unit and every cell is stored on its own as
+soon as its pack finishes, with the id and files it has unpacked. An interrupted packed run resumes like any other:
+finished cells are skipped, the rest are packed again.
+
 This module knows no experiment and no report: :mod:`tpv.bench.api` plans an experiment, runs its cells here and
 writes the report. (``run`` and ``report`` are still importable from here, as aliases of :mod:`tpv.bench.api`.)
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import traceback
 from collections.abc import Mapping, Sequence
@@ -30,7 +38,7 @@ from tpv.bench.cells import (
     get_kind,
     make_cell,
 )
-from tpv.bench.executors import CellOutcome, CellTask, run_task
+from tpv.bench.executors import CellOutcome, CellPack, CellTask, Unit, run_task
 from tpv.bench.store import CELLS_DIR, RESULT_FILE, cell_dir, load_cell_result, load_input, log_failure, store_cell
 from tpv.errors import ConfigError, TPVError
 
@@ -46,6 +54,7 @@ __all__ = [
     "CellKind",
     "CellOutcome",
     "CellOutput",
+    "CellPack",
     "CellTask",
     "Progress",
     "RunSummary",
@@ -54,6 +63,7 @@ __all__ = [
     "execute_cell",
     "load_cell_result",
     "make_cell",
+    "pack_tasks",
     "plan_run",
     "plan_waves",
     "run_cells",
@@ -124,6 +134,8 @@ class RunSummary:
         executed: ids run by this run and stored.
         failed: id -> error line, for cells that raised.
         blocked: ids not run because a dependency failed.
+        pack_failed: id -> error of the pack it was planned in, for cells whose pack failed (they then ran alone:
+            their own outcome is in ``executed`` or ``failed``).
         estimate_s: expected seconds of the cells that were (or would be) run.
         report_dir: where results.json, results.md and the plots went (``None`` for a dry run).
         dry_run: whether nothing was run.
@@ -137,6 +149,7 @@ class RunSummary:
     executed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     blocked: list[str] = field(default_factory=list)
+    pack_failed: dict[str, str] = field(default_factory=dict)
     estimate_s: float = 0.0
     report_dir: Path | None = None
     dry_run: bool = False
@@ -191,10 +204,16 @@ class _Gather:
 
     def __call__(self, task: CellTask, outcome: CellOutcome) -> None:
         cell = task.cell
+        if outcome.pack_error is not None:
+            self.summary.pack_failed[cell.id] = outcome.pack_error
+            if outcome.pack_traceback is not None:
+                error = f"its pack failed (its cells then ran one by one): {outcome.pack_error}"
+                log_failure(self.failures, cell, error, outcome.pack_traceback, stem=f"pack-{cell.id}")
         if outcome.output is not None:
             try:
                 store_cell(self.root, cell, outcome.output, elapsed_s=outcome.elapsed_s, host=outcome.host,
-                           device=outcome.device)  # fmt: skip
+                           device=outcome.device, pack_size=outcome.pack_size,
+                           pack_error=outcome.pack_error)  # fmt: skip
             except (OSError, TPVError, TypeError, ValueError) as exc:
                 outcome = CellOutcome(None, f"storing the result failed: {exc}", traceback.format_exc())
         if outcome.output is None:
@@ -219,6 +238,61 @@ class _Gather:
         return tasks
 
 
+def _check_pack(pack: object) -> int:
+    """``pack`` as a pack size.
+
+    Raises:
+        ConfigError: not a whole number >= 1.
+    """
+    if isinstance(pack, bool) or not isinstance(pack, int) or pack < 1:
+        raise ConfigError(
+            f"pack = {pack!r}: must be a whole number >= 1, the most cells of one kind and model run together "
+            "(1: no packing); e.g. --set runtime.pack=4"
+        )
+    return pack
+
+
+def pack_tasks(tasks: Sequence[CellTask], pack: int) -> list[Unit]:
+    """Group a wave's tasks into packs of up to ``pack`` cells; the others stay single tasks.
+
+    Cells pack together only when their kind has a pack function and their
+    :meth:`~tpv.bench.cells.CellKind.pack_group` is equal (same kind and model: never mixed). A group of ``n`` cells
+    is cut into ``ceil(n / pack)`` packs of near-equal size, in plan order; each pack takes the place of its first
+    cell in the wave, and a pack of one cell is a single task.
+
+    Args:
+        tasks: the wave's ready tasks.
+        pack: the most cells in one pack (1: none packed).
+
+    Returns:
+        The units to run: :class:`CellTask` and :class:`CellPack` objects.
+
+    Raises:
+        ConfigError: ``pack`` is not a whole number >= 1, or a task of an unknown kind.
+    """
+    pack = _check_pack(pack)
+    groups: dict[str, list[CellTask]] = {}
+    order: list[tuple[str | None, CellTask]] = []
+    for task in tasks:
+        key = (task.kind or get_kind(task.cell.kind)).pack_group(task.cell.params) if pack > 1 else None
+        if key is None or key not in groups:
+            order.append((key, task))
+        if key is not None:
+            groups.setdefault(key, []).append(task)
+    units: list[Unit] = []
+    for key, task in order:
+        if key is None:
+            units.append(task)
+            continue
+        members = groups[key]
+        count = math.ceil(len(members) / pack)
+        bounds = [round(i * len(members) / count) for i in range(count + 1)]
+        for lo, hi in itertools.pairwise(bounds):
+            chunk = tuple(members[lo:hi])
+            units.append(chunk[0] if len(chunk) == 1 else CellPack(chunk))
+    return units
+
+
 def run_planned(
     summary: RunSummary,
     out: str | os.PathLike[str],
@@ -227,6 +301,7 @@ def run_planned(
     executor: Executor | None = None,
     progress: Progress | None = None,
     failures: str | os.PathLike[str] | None = None,
+    pack: int = 1,
 ) -> RunSummary:
     """Run the waves of a :func:`plan_run` summary and store each finished cell under ``out``.
 
@@ -237,11 +312,17 @@ def run_planned(
         executor: where cells run (default: in this process).
         progress: receives progress events.
         failures: folder of the failed cells' tracebacks (default: ``OUT/<summary.name>/failures``).
+        pack: the most cells of one kind and model run together as one pack (1: no packing; see
+            :func:`pack_tasks`). Results equal an unpacked run's up to float rounding.
 
     Returns:
         ``summary``, with ``dry_run`` false. Failing cells do not raise: see ``summary.failed`` and ``.blocked``.
+
+    Raises:
+        ConfigError: ``pack`` is not a whole number >= 1.
     """
     root = Path(out)
+    pack = _check_pack(pack)
     summary.dry_run = False
     if executor is None:
         from tpv.bench.executors import InProcessExecutor
@@ -252,17 +333,21 @@ def run_planned(
         progress.start([c for wave in summary.waves for c in wave], len(summary.finished))
     try:
         for wave in summary.waves:
-            tasks = gather.tasks(wave, dict(env or {}))
-            if tasks and getattr(executor, "one_at_a_time", False):
-                # One at a time, each checked just before it runs: another process sharing this --out (a second
-                # worker on other targets, say) may have finished it since the plan.
-                for t in tasks:
-                    if load_cell_result(root, t.cell.id) is not None:
-                        summary.finished.append(t.cell.id)
-                        continue
-                    executor.run([t], gather)
-            elif tasks:
-                executor.run(tasks, gather)
+            units = pack_tasks(gather.tasks(wave, dict(env or {})), pack)
+            if units and getattr(executor, "one_at_a_time", False):
+                # One unit at a time, its cells checked just before it runs: another process sharing this --out (a
+                # second worker on other targets, say) may have finished some since the plan.
+                for unit in units:
+                    todo = []
+                    for t in unit.tasks if isinstance(unit, CellPack) else (unit,):
+                        if load_cell_result(root, t.cell.id) is not None:
+                            summary.finished.append(t.cell.id)
+                        else:
+                            todo.append(t)
+                    if todo:
+                        executor.run([todo[0] if len(todo) == 1 else CellPack(tuple(todo))], gather)
+            elif units:
+                executor.run(units, gather)
     finally:
         if progress is not None:
             progress.close()
@@ -278,11 +363,12 @@ def run_cells(
     env: Mapping[str, Any] | None = None,
     executor: Executor | None = None,
     progress: Progress | None = None,
+    pack: int = 1,
 ) -> RunSummary:
     """Plan ``cells`` (:func:`plan_run`) and run the unfinished ones (:func:`run_planned`).
 
     Raises:
-        ConfigError: an invalid plan.
+        ConfigError: an invalid plan, or ``pack`` not a whole number >= 1.
     """
     summary = plan_run(cells, out, name=name, experiment=experiment)
-    return run_planned(summary, out, env=env, executor=executor, progress=progress)
+    return run_planned(summary, out, env=env, executor=executor, progress=progress, pack=pack)

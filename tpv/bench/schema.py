@@ -390,12 +390,27 @@ class StatsSection(_Section):
 
 
 class RuntimeSection(_Section):
-    """Measured speeds that turn a plan into a time estimate (dry runs, the ETA)."""
+    """How cells run: measured speeds that turn a plan into a time estimate (dry runs, the ETA), threads, packing."""
 
     seconds_per_step: float = Field(2.4, gt=0, description="Seconds per training step.")
     eval_examples_per_second: float = Field(6.6, gt=0, description="Examples scored per second.")
     model_load_seconds: float = Field(1.0, ge=0, description="Seconds to load the model once per cell.")
     threads: int | None = Field(None, ge=1, description="torch threads per cell (null: torch's default).")
+    pack: int = Field(
+        1,
+        description="Most cells of one kind and model trained together over one loaded model (one tpv.train_many "
+        "pack, one Ray task); 1: no packing. Cell ids and stored files do not change; results equal an unpacked "
+        "run's up to float rounding. Pays on a GPU; on a CPU packing is rarely faster (docs/many.md).",
+    )
+
+    @field_validator("pack", mode="before")
+    @classmethod
+    def _pack(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                "must be a whole number >= 1: the most cells of one kind and model trained together (1: no packing)"
+            )
+        return value
 
 
 class Config(_Section):
@@ -451,13 +466,15 @@ class Config(_Section):
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain JSON-ready data.
 
-        The sections of the ``tasks`` and ``transfer`` experiments appear only in their own experiment's config, so
-        the configs recorded beside the other experiments' results stay as they were.
+        The sections of the ``tasks`` and ``transfer`` experiments appear only in their own experiment's config, and
+        ``runtime.pack`` only when it packs (> 1), so the configs recorded beside earlier results stay as they were.
         """
         out = self.model_dump(mode="json")
         for section, experiment in _OWN_SECTIONS.items():
             if self.experiment != experiment:
                 out.pop(section, None)
+        if self.runtime.pack == 1:
+            out["runtime"].pop("pack", None)
         return out
 
 

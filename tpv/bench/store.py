@@ -1,7 +1,8 @@
 """Finished cells on disk: ``OUT/cells/<id>/result.json`` plus the cell's artifacts.
 
 A cell's folder is built aside and moved into place only when complete, so an interrupted run leaves no half
-cell; a cell whose folder holds a ``result.json`` naming its id is finished (and skipped by a rerun).
+cell; a cell whose folder holds a ``result.json`` naming its id is finished (and skipped by a rerun). A cell run
+in a pack is stored the same way, on its own, with the size of its pack recorded (``pack_size``).
 """
 
 from __future__ import annotations
@@ -53,9 +54,27 @@ def load_input(out: Path, cell_id: str) -> CellInput:
 
 
 def store_cell(
-    out: Path, cell: Cell, output: CellOutput, *, elapsed_s: float = 0.0, host: str = "", device: str = ""
+    out: Path,
+    cell: Cell,
+    output: CellOutput,
+    *,
+    elapsed_s: float = 0.0,
+    host: str = "",
+    device: str = "",
+    pack_size: int = 1,
+    pack_error: str | None = None,
 ) -> None:
     """Write a finished cell's folder atomically: its record (``result.json``) and its artifacts.
+
+    Args:
+        out: the results root.
+        cell: the cell.
+        output: its metrics and artifacts.
+        elapsed_s: seconds it took (in a pack: its share of the pack's time).
+        host: the machine it ran on.
+        device: the hardware it ran on (``cpu: <name>``, ``cuda: <name>``).
+        pack_size: cells it ran with (1: alone).
+        pack_error: the error of the pack it was planned in, when that pack failed and the cell ran alone.
 
     Raises:
         TPVError: an artifact name that is not a plain file name.
@@ -75,8 +94,11 @@ def store_cell(
         "estimate_s": round(cell.estimate_s, 3),
         "host": host,
         "device": device,
+        "pack_size": int(pack_size),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if pack_error is not None:
+        record["pack_error"] = pack_error
     with atomic_dir(cell_dir(out, cell.id)) as tmp:
         for name, data in output.artifacts.items():
             if "/" in name or name in ("", ".", "..", RESULT_FILE):
@@ -85,6 +107,8 @@ def store_cell(
         (tmp / RESULT_FILE).write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
 
 
-def log_failure(folder: Path, cell: Cell, error: str | None, traceback: str | None) -> Path:
-    """Write a failed cell's error and traceback to ``folder/<id>.txt`` (atomically)."""
-    return atomic_write_text(folder / f"{cell.id}.txt", f"{cell.id} ({cell.name})\n{error}\n\n{traceback or ''}")
+def log_failure(folder: Path, cell: Cell, error: str | None, traceback: str | None, *, stem: str | None = None) -> Path:
+    """Write a failed cell's error and traceback to ``folder/<stem>.txt`` (atomically; default stem: the cell id)."""
+    return atomic_write_text(
+        folder / f"{stem or cell.id}.txt", f"{cell.id} ({cell.name})\n{error}\n\n{traceback or ''}"
+    )

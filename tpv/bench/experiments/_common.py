@@ -6,6 +6,11 @@ data, draws origins, tunes through :func:`tpv.engine.train` and scores through :
 
 Planning helpers run where the plan is made and read the config; in-cell helpers run inside cell functions
 (possibly on a Ray worker) and read only the cell's plain-JSON parameters.
+
+A cell that tunes one prompt is written as a :class:`TrainingCell`: ``prepare`` (origin, data: a :class:`Tuning`),
+the tuning, ``finish`` (scores and records). Its cell function tunes alone through :func:`tpv.engine.train`; its
+pack function loads the model once and tunes a pack of such cells through :func:`tpv.engine.train_many`, whose
+jobs end as ``train`` ends them, so a packed cell stores what it stores unpacked (up to float rounding).
 """
 
 from __future__ import annotations
@@ -13,17 +18,20 @@ from __future__ import annotations
 import functools
 import math
 import tempfile
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tpv.bench.cells import Cell, make_cell
+from tpv.bench.cells import Cell, CellInput, CellKind, CellOutput, NotPackableError, PackMember, make_cell
 from tpv.errors import ConfigError, TaskError
 
 if TYPE_CHECKING:
     import torch
 
     from tpv.bench.config import Config
+    from tpv.engine import Job, TrainResult
     from tpv.origin import Origin
     from tpv.tasks.spec import Example, TaskSpec
     from tpv.vector import TaskPromptVector
@@ -201,6 +209,61 @@ def vector_from(data: bytes) -> TaskPromptVector:
         return load_vector(path)
 
 
+@dataclass
+class Tuning:
+    """One prompt tuning a cell asks for: what :func:`tpv.engine.train` is called with, as data.
+
+    Attributes:
+        train: training examples.
+        validation: examples scored while training (the best prompt is kept); empty: the last prompt is kept.
+        label_words: the verbalizer.
+        init: the starting prompt (an origin, or a vector applied to ``origin``).
+        origin: the origin the tuned vector is measured from (``None``: ``train``'s default, the init's origin).
+        options: :class:`tpv.engine.TrainConfig` fields.
+        task: the task's name (recorded in the vector).
+        metric: the validation metric.
+        state: what the cell's ``finish`` needs besides the run (the task spec, the test set, the origin...).
+    """
+
+    train: Sequence[Example]
+    validation: Sequence[Example]
+    label_words: Sequence[str]
+    init: Origin | TaskPromptVector
+    origin: Origin | None
+    options: Mapping[str, Any]
+    task: str
+    metric: str
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def run_alone(self, model: Any, tokenizer: Any) -> TrainResult:
+        """Tune with :func:`tpv.engine.train` (what an unpacked cell does)."""
+        from tpv.engine import train as train_prompt
+
+        return train_prompt(model, tokenizer, list(self.train), task=self.task, label_words=tuple(self.label_words),
+                            validation=list(self.validation) or None, metric=self.metric, init=self.init,
+                            origin=self.origin, config=train_config(self.options), progress=False)  # fmt: skip
+
+    def job(self) -> Job:
+        """The same run as a :class:`tpv.engine.Job` of :func:`tpv.engine.train_many` (what a packed cell does)."""
+        from tpv.engine import Job
+
+        return Job(task=self.task, train_examples=list(self.train), label_words=tuple(self.label_words),
+                   validation=list(self.validation) or None, metric=self.metric, init=self.init, origin=self.origin,
+                   config=train_config(self.options))  # fmt: skip
+
+
+def train_info(result: TrainResult) -> dict[str, Any]:
+    """What a cell records of a run: steps, time, best step and validation score, final loss."""
+    return {
+        "steps": result.steps,
+        "seconds": round(result.seconds, 3),
+        "steps_per_second": result.steps_per_second,
+        "best_step": result.best_step,
+        "best_validation": result.best_score,
+        "final_loss": result.history[-1]["loss"] if result.history else None,
+    }
+
+
 def tune(
     model: Any,
     tokenizer: Any,
@@ -215,30 +278,77 @@ def tune(
     metric: str,
 ) -> tuple[TaskPromptVector, Any, dict[str, Any]]:
     """Prompt-tune from ``init`` (tpv's engine); returns the vector (relative to ``origin``), the run and stats."""
-    from tpv.engine import train as train_prompt
+    tuning = Tuning(train, validation, label_words, init, origin, options, task, metric)
+    result = tuning.run_alone(model, tokenizer)
+    return result.vector, result, train_info(result)
 
-    result = train_prompt(
-        model,
-        tokenizer,
-        list(train),
-        task=task,
-        label_words=tuple(label_words),
-        validation=list(validation) or None,
-        metric=metric,
-        init=init,
-        origin=origin,
-        config=train_config(options),
-        progress=False,
-    )
-    info = {
-        "steps": result.steps,
-        "seconds": round(result.seconds, 3),
-        "steps_per_second": result.steps_per_second,
-        "best_step": result.best_step,
-        "best_validation": result.best_score,
-        "final_loss": result.history[-1]["loss"] if result.history else None,
-    }
-    return result.vector, result, info
+
+Prepare = Callable[[Mapping[str, Any], Mapping[str, CellInput], Any, Any], Tuning]
+"""``prepare(params, inputs, model, tokenizer) -> Tuning``: a training cell's origin and data."""
+
+Finish = Callable[[Mapping[str, Any], Tuning, Any, Any, float], CellOutput]
+"""``finish(params, tuning, result, tokenizer, start) -> CellOutput``: score the run and record it; ``start`` is the
+``time.perf_counter()`` the cell's seconds count from."""
+
+
+@dataclass(frozen=True)
+class TrainingCell:
+    """A cell kind that tunes one prompt: ``prepare``, one tuning, ``finish``; packable through ``train_many``.
+
+    Attributes:
+        prepare: builds the cell's :class:`Tuning` on the loaded model.
+        finish: turns the finished run into the cell's output.
+    """
+
+    prepare: Prepare
+    finish: Finish
+
+    def kind(self, name: str, *, version: int = 1) -> CellKind:
+        """The registered kind: :meth:`run` as its cell function, :meth:`pack` as its pack function."""
+        return CellKind(name, self.run, version, pack=self.pack, pack_key=pack_key)
+
+    def run(self, params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Mapping[str, Any]) -> CellOutput:
+        """The cell alone: load the model, prepare, tune with :func:`tpv.engine.train`, finish."""
+        start = time.perf_counter()
+        model = load_cell_model(params["model"])
+        tok = cached_tokenizer(params["model"]["name"])
+        tuning = self.prepare(params, inputs, model, tok)
+        return self.finish(params, tuning, tuning.run_alone(model, tok), tok, start)
+
+    def pack(self, members: Sequence[PackMember], env: Mapping[str, Any]) -> list[CellOutput]:
+        """Several cells over one loaded model: prepare each, tune all in one ``train_many``, finish each.
+
+        A cell's seconds are its share of the shared work plus its own ``finish``.
+
+        Raises:
+            NotPackableError: cells of different models, or a model ``train_many`` does not pack.
+        """
+        from tpv.engine import train_many
+        from tpv.engine.packing import check_packable
+
+        start = time.perf_counter()
+        spec = members[0][0]["model"]
+        if any(params["model"] != spec for params, _inputs in members):
+            raise NotPackableError("the cells of a pack must share one model")
+        model = load_cell_model(spec)
+        try:
+            check_packable(model)
+        except ConfigError as exc:
+            raise NotPackableError(str(exc)) from None
+        tok = cached_tokenizer(spec["name"])
+        tunings = [self.prepare(params, inputs, model, tok) for params, inputs in members]
+        results = train_many(model, tok, [t.job() for t in tunings], progress=False)
+        share = (time.perf_counter() - start) / len(members)
+        return [
+            self.finish(params, tuning, result, tok, time.perf_counter() - share)
+            for (params, _inputs), tuning, result in zip(members, tunings, results)
+        ]
+
+
+def pack_key(params: Mapping[str, Any]) -> dict[str, Any]:
+    """What training cells must share to go in one pack: the model, and the device and precision they train at."""
+    cfg = train_config({k: v for k, v in params["train"].items() if not k.startswith("_")})
+    return {"model": params["model"], "device": cfg.device, "precision": cfg.precision}
 
 
 def score_prompt(

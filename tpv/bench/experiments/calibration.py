@@ -16,7 +16,9 @@ part              cells
 Each prompt cell records the validation curve (every ``train.eval_every`` steps), the test score of the kept
 prompt, ``||tuned - origin|| / ||origin||``, the steps to 95 % of the final validation score and the guard's
 warnings. The report puts the untuned origin and LoRA beside every row, and plots validation score against
-steps (convergence) and against the learning rate.
+steps (convergence) and against the learning rate. The prompt cells are
+:class:`~tpv.bench.experiments._common.TrainingCell` s: with ``runtime.pack`` the sweep, the defaults and the
+variants of one model train together (``tpv.train_many``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 from tpv.bench.cells import Cell, CellInput, CellKind, CellOutput, make_cell
 from tpv.bench.experiments._common import (
+    TrainingCell,
+    Tuning,
     build_origin,
     cached_tokenizer,
     cell_data,
@@ -235,17 +239,21 @@ def _untuned(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Ma
     return CellOutput(metrics)
 
 
-def _prompt(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Mapping[str, Any]) -> CellOutput:
-    """Tune one prompt with the cell's settings; record its curve, test score, norm ratio and warnings."""
-    from tpv.engine import TrainConfig, train
-
-    start = time.perf_counter()
-    model, tok, spec, train_set, validation, test = _inputs(params)
+def _prepare_prompt(params: Mapping[str, Any], inputs: Mapping[str, CellInput], model: Any, tok: Any) -> Tuning:
+    """A prompt cell's tuning: its task's data, from its origin, with its settings."""
     origin = _make_origin(model, tok, params["prompt"], params["origin"])
+    spec, train_set, validation, test = cell_data(params["task"], params["data"])
     opts = {k: v for k, v in params["train"].items() if not k.startswith("_")}
+    return Tuning(train_set, validation, spec.label_words, origin, None, opts, spec.name, spec.metric,
+                  state={"spec": spec, "test": test})  # fmt: skip
+
+
+def _finish_prompt(params: Mapping[str, Any], tuning: Tuning, run: Any, tok: Any, start: float) -> CellOutput:
+    """Record a tuned prompt's curve, test score, norm ratio and warnings."""
+    from tpv.engine import TrainConfig
+
+    spec, test, opts = tuning.state["spec"], tuning.state["test"], tuning.options
     cfg = TrainConfig(**opts)
-    run = train(model, tok, train_set, task=spec.name, label_words=spec.label_words, validation=validation,
-                metric=spec.metric, init=origin, config=cfg, progress=False)  # fmt: skip
     score = score_prompt(run.model, tok, None, test, spec, opts)
     metrics = _tuned_metrics(params, spec, run.evals, run.best_score, score, len(test), run.seconds, start)
     metrics.update({
@@ -260,11 +268,15 @@ def _prompt(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Map
         "norm_ratio": run.norm_ratio,
         "warnings": run.warnings,
         "loss": [round(h["loss"], 4) for h in run.history],
-        "n_train": len(train_set),
-        "n_validation": len(validation),
+        "n_train": len(tuning.train),
+        "n_validation": len(tuning.validation),
         "steps": run.steps,
     })  # fmt: skip
     return CellOutput(metrics)
+
+
+PROMPT = TrainingCell(_prepare_prompt, _finish_prompt)
+"""The ``calib_prompt`` cell: tune one prompt with the cell's settings and record it (packable)."""
 
 
 def _lora(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Mapping[str, Any]) -> CellOutput:
@@ -417,6 +429,6 @@ EXPERIMENT = CALIBRATION = _Calibration()
 """The calibration experiment (``tpv bench run calibration``)."""
 KINDS = (
     CellKind("calib_untuned", _untuned, version=1),
-    CellKind("calib_prompt", _prompt, version=1),
+    PROMPT.kind("calib_prompt", version=1),
     CellKind("calib_lora", _lora, version=1),
 )

@@ -1,7 +1,8 @@
 """Experiment ``sources``: source prompts tuned from several origins; test metric mean ± std per task.
 
 Its ``source`` cell (tune one task from one origin, score it on the test set) is shared by ``cross_origin``,
-``fewshot`` and ``similarity``: run into one results root, they reuse these tunings.
+``fewshot`` and ``similarity``: run into one results root, they reuse these tunings. It is a
+:class:`~tpv.bench.experiments._common.TrainingCell`, so ``runtime.pack`` trains several at once.
 """
 
 from __future__ import annotations
@@ -11,19 +12,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tpv.bench.cells import Cell, CellInput, CellKind, CellOutput
+from tpv.bench.cells import Cell, CellInput, CellOutput
 from tpv.bench.experiments._common import (
     CELL_VECTOR_FILE,
+    TrainingCell,
+    Tuning,
     build_origin,
-    cached_tokenizer,
     cell_data,
-    load_cell_model,
     metrics_of,
     pct,
     score_prompt,
     source_cell,
     task_layout,
-    tune,
+    train_info,
     vector_bytes,
 )
 from tpv.bench.report import Report, Table
@@ -35,25 +36,17 @@ if TYPE_CHECKING:
 __all__ = ["EXPERIMENT", "KINDS", "source_table"]
 
 
-def _source(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Mapping[str, Any]) -> CellOutput:
-    """Tune one task from one origin; score the tuned prompt on the test set."""
-    start = time.perf_counter()
-    model = load_cell_model(params["model"])
-    tok = cached_tokenizer(params["model"]["name"])
+def _prepare(params: Mapping[str, Any], inputs: Mapping[str, CellInput], model: Any, tok: Any) -> Tuning:
+    """The source tuning: one task's data, from one origin."""
     origin = build_origin(model, params["prompt"], params["origin"])
     spec, train, validation, test = cell_data(params["task"], params["data"])
-    vector, result, info = tune(
-        model,
-        tok,
-        train,
-        validation,
-        spec.label_words,
-        init=origin,
-        origin=origin,
-        options=params["train"],
-        task=spec.name,
-        metric=spec.metric,
-    )
+    return Tuning(train, validation, spec.label_words, origin, origin, params["train"], spec.name, spec.metric,
+                  state={"spec": spec, "test": test, "origin": origin})  # fmt: skip
+
+
+def _finish(params: Mapping[str, Any], tuning: Tuning, result: Any, tok: Any, start: float) -> CellOutput:
+    """Score the tuned prompt on the test set; the vector is the cell's artifact."""
+    spec, test, origin = tuning.state["spec"], tuning.state["test"], tuning.state["origin"]
     score = score_prompt(result.model, tok, None, test, spec, params["train"])
     metrics = {
         "task": spec.name,
@@ -61,12 +54,16 @@ def _source(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Map
         "origin": params["origin"],
         "origin_id": origin.id,
         "test": score,
-        "n_train": len(train),
+        "n_train": len(tuning.train),
         "n_test": len(test),
-        "train": info,
+        "train": train_info(result),
         "seconds": time.perf_counter() - start,
     }
-    return CellOutput(metrics, {CELL_VECTOR_FILE: vector_bytes(vector, {"bench": {"task": spec.name}})})
+    return CellOutput(metrics, {CELL_VECTOR_FILE: vector_bytes(result.vector, {"bench": {"task": spec.name}})})
+
+
+SOURCE = TrainingCell(_prepare, _finish)
+"""The ``source`` cell: tune one task from one origin, score the tuned prompt on the test set (packable)."""
 
 
 def source_table(config: Config, cells: Sequence[Cell], results: Mapping[str, Mapping[str, Any]]) -> tuple[Table, dict]:
@@ -112,4 +109,4 @@ class _Sources:
 
 
 EXPERIMENT = _Sources()
-KINDS = (CellKind("source", _source, version=1),)
+KINDS = (SOURCE.kind("source", version=1),)
