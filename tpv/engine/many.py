@@ -35,6 +35,7 @@ and ``launcher="accelerate"``.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -51,6 +52,7 @@ from tpv.engine.data import collate
 from tpv.engine.evaluation import _autocast, _progress_bar
 from tpv.engine.loop import _lr_at, _Session
 from tpv.engine.many_eval import evaluate_many
+from tpv.engine.many_memory import auto_pack_size, is_out_of_memory, peak_memory
 from tpv.engine.packing import (
     Group,
     PackedScorer,
@@ -66,8 +68,11 @@ from tpv.engine.runfolder import _check_out_dir
 from tpv.engine.scoring import is_peft
 from tpv.engine.setup import _resolve_model, _setup
 from tpv.errors import ConfigError, TrainingError
+from tpv.models import unwrap_model
 from tpv.origin import Origin
 from tpv.vector import TaskPromptVector
+
+logger = logging.getLogger("tpv.engine")
 
 __all__ = ["Job", "evaluate_many", "train_many"]
 
@@ -144,7 +149,9 @@ def _check_jobs(jobs: Sequence[Job], pack_size: int | None) -> list[Job]:
         if not isinstance(job, Job):
             raise ConfigError(f"jobs[{i}] is a {type(job).__name__}; every job must be a tpv.Job")
     if pack_size is not None and (isinstance(pack_size, bool) or not isinstance(pack_size, int) or pack_size < 1):
-        raise ConfigError(f"pack_size={pack_size!r}: must be a positive integer or None (all jobs in one pack)")
+        raise ConfigError(
+            f"pack_size={pack_size!r}: must be a positive integer or None (as many as the memory budget holds)"
+        )
     return items
 
 
@@ -360,7 +367,10 @@ def train_many(
         jobs: the runs.
         config: the default :class:`TrainConfig` of the jobs (each job's ``config``/``options``/``seed`` override it).
             Device and precision must be the same for all jobs.
-        pack_size: most jobs training at once (``None``: all); a waiting job joins when another finishes.
+        pack_size: most jobs training at once; a waiting job joins when another finishes. ``None``: as many as a
+            memory budget holds (:mod:`tpv.engine.many_memory`: 80 % of a GPU's free memory, half the available
+            memory on a CPU, against an estimate of each job's activations); the choice and the pack's peak
+            memory are in every result's ``pack``.
         share_prefix: how prompts enter the pass of a causal LM (:class:`tpv.engine.packing.PackedScorer`);
             ``None`` picks by device, as ``train`` does. seq2seq and seq-cls models always prepend them.
         progress: one tqdm bar (job-steps) on stderr.
@@ -373,7 +383,8 @@ def train_many(
         ConfigError: no jobs, not a :class:`Job`, a sequence classifier whose head cannot be packed (none named
             ``classifier``, or a decoder's ``score`` head, which reads the last position), mixed devices or
             precisions, two jobs with one ``out_dir``, a bad option.
-        TrainingError: a job with empty data, a label missing from its verbalizer, a diverging loss.
+        TrainingError: a job with empty data, a label missing from its verbalizer, a diverging loss, running out
+            of memory (the message names ``pack_size``).
     """
     items = _check_jobs(jobs, pack_size)
     if config is not None and not isinstance(config, TrainConfig):
@@ -388,5 +399,47 @@ def train_many(
         torch.manual_seed(m.session.cfg.seed)
         m.session.range_test()
     torch.manual_seed(members[0].session.cfg.seed)  # dropout, where a model has any, draws from one shared stream
-    pack = _Pack(members, pack_size=pack_size or len(members), share_prefix=share_prefix, progress=progress)
-    return pack.run()
+    size, chosen, budget = _pack_size(model, members, pack_size)
+    device = members[0].session.s.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    pack = _Pack(members, pack_size=size, share_prefix=share_prefix, progress=progress)
+    try:
+        results = pack.run()
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        how = f"chosen from a memory budget of {budget / 2**30:.1f} GiB" if budget is not None else chosen
+        raise TrainingError(
+            f"out of memory training {size} jobs at once on {device.type} (pack_size={size}, {how}). Fix: pass a "
+            f"smaller pack_size, e.g. train_many(..., pack_size={max(1, size // 2)}), or lower batch_size or "
+            "max_length"
+        ) from error
+    peak = peak_memory(device)
+    info = {
+        "jobs": len(members),
+        "pack_size": size,
+        "chosen": chosen,
+        "budget_bytes": budget,
+        "peak_memory_bytes": peak,
+    }
+    logger.info(
+        "train_many: %d jobs, %d at once (%s), peak memory %s",
+        len(members), size, chosen, "unknown" if peak is None else f"{peak / 2**30:.2f} GiB",
+    )  # fmt: skip
+    for result in results:
+        result.pack = dict(info)
+    return results
+
+
+def _pack_size(model: Any, members: list[_Member], pack_size: int | None) -> tuple[int, str, int | None]:
+    """The pack's size: ``pack_size`` as given, else the most jobs the memory budget holds (:mod:`many_memory`)."""
+    if pack_size is not None:
+        return min(pack_size, len(members)), "given", None
+    shapes = []
+    for m in members:
+        s = m.session
+        longest = max((len(e.ids) for e in s.s.encoded), default=1)
+        shapes.append((s.cfg.batch_size, s.s.origin.num_virtual_tokens + longest))
+    size, budget = auto_pack_size(unwrap_model(model).config, shapes, members[0].session.s.device)
+    return size, "memory budget", budget

@@ -73,6 +73,9 @@ class TrainResult:
         seconds: wall time of the training loop (this session; a resumed run adds the earlier ones).
         out_dir: where the run was saved, if anywhere.
         resumed_from: the checkpoint step this session started from, if it resumed.
+        pack: for a job of :func:`tpv.train_many`: ``jobs`` (in the call), ``pack_size`` (most at once), ``chosen``
+            (``"memory budget"`` or ``"given"``), ``budget_bytes`` and ``peak_memory_bytes`` (of the whole pack:
+            CUDA's allocator peak, or the process's peak resident set on a CPU); ``{}`` for :func:`tpv.train`.
     """
 
     vector: TaskPromptVector
@@ -96,6 +99,7 @@ class TrainResult:
     seconds: float = 0.0
     out_dir: Path | None = None
     resumed_from: int | None = None
+    pack: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, str]:
         """What a notebook shows: task, steps, score, learning rate, norm ratio, warnings, time, vector and model."""
