@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
@@ -14,6 +14,9 @@ import tpv
 from tpv.cli import app
 from tpv.engine.runfolder import ADAPTER_DIR, ORIGIN_FILE, RUN_FILE, RUN_VECTOR_FILE
 from tpv.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tpv.tasks import TaskData
 
 WORDS = (" negative", " positive")
 POS = ("good", "great", "loved", "fun", "fine")
@@ -26,28 +29,44 @@ SUMMARY_KEYS = {"task", "steps", "best_step", "best_score", "stopped_early", "lr
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest on one thread
 
 
-@pytest.fixture
-def toy_tasks(tiny: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Tasks ``toy_a`` and ``toy_b`` (ten sentiment sentences each, b's labels flipped); the tiny Llama's folder."""
-    from tpv.engine import setup
+def _toy_data(name: str, seed: int) -> TaskData:
+    """``toy_a``, ``toy_b`` (ten sentiment sentences, b's labels flipped) and ``toy_c`` (three label words)."""
     from tpv.tasks import Example, TaskData, TaskSpec
 
-    model, tok = tiny("llama")
-    folder = tmp_path / "model"
+    words = (*WORDS, " neutral") if name == "toy_c" else WORDS
+    names = ("neg", "pos", "neutral")[: len(words)]
+    spec = TaskSpec(name=name, group="test", source="local", text_fields=("text",), template="{text}",
+                    label_words=words, label_names=names, metric="accuracy")  # fmt: skip
+    flip = name == "toy_b"
+    rows = [(f"the movie was {w} . sentiment :", 1) for w in POS]
+    rows += [(f"the movie was {w} . sentiment :", 0) for w in NEG]
+    examples = [Example(t, 1 - y if flip else y) for t, y in rows]
+    return TaskData(spec, examples, examples, examples)
+
+
+def _saved(tiny: Any, kind: str, folder: Path) -> Path:
+    """The tiny model of ``kind`` and its tokenizer saved in ``folder``, dropout off (a pack shares one RNG stream)."""
+    model, tok = tiny(kind)
+    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout_rate"):  # BERT's and T5's
+        if hasattr(model.config, key):
+            setattr(model.config, key, 0.0)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
-
-    def data(name: str, seed: int) -> TaskData:
-        spec = TaskSpec(name=name, group="test", source="local", text_fields=("text",), template="{text}",
-                        label_words=WORDS, label_names=("neg", "pos"), metric="accuracy")  # fmt: skip
-        flip = name == "toy_b"
-        rows = [(f"the movie was {w} . sentiment :", 1) for w in POS]
-        rows += [(f"the movie was {w} . sentiment :", 0) for w in NEG]
-        examples = [Example(t, 1 - y if flip else y) for t, y in rows]
-        return TaskData(spec, examples, examples, examples)
-
-    monkeypatch.setattr(setup, "_load_task_data", data)
     return folder
+
+
+@pytest.fixture
+def toy_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Serve the tasks of :func:`_toy_data` through the engine's task loader."""
+    from tpv.engine import setup
+
+    monkeypatch.setattr(setup, "_load_task_data", _toy_data)
+
+
+@pytest.fixture
+def toy_tasks(tiny: Any, tmp_path: Path, toy_data: None) -> Path:
+    """The toy tasks; the tiny Llama's folder."""
+    return _saved(tiny, "llama", tmp_path / "model")
 
 
 def _options(model: Path) -> list[str]:
@@ -120,6 +139,43 @@ def test_grid_of_tasks_shares_one_origin_file(toy_tasks: Path, tmp_path: Path) -
     assert isinstance(again.exception, ConfigError) and "already holds a run" in str(again.exception)
 
 
+@pytest.mark.parametrize(("kind", "task_type"), [("t5", "seq2seq"), ("bert", "seq-cls")])
+def test_grid_trains_seq2seq_and_seq_cls_models(
+    tiny: Any, tmp_path: Path, toy_data: None, kind: str, task_type: str
+) -> None:
+    """--task-type seq2seq / seq-cls: the grid loads --model as such, and a run equals the same run trained alone."""
+    from safetensors.torch import load_file
+
+    folder = _saved(tiny, kind, tmp_path / "model")
+    runner = CliRunner()
+    out, single = tmp_path / "runs", tmp_path / "single"
+    options = [*_options(folder), "--task-type", task_type]
+    result = runner.invoke(app, ["train", "toy_a", "toy_b", "--origins", "0,1", "--out", str(out), *options])
+    assert result.exit_code == 0, result.output
+    lines = _lines(result.stdout)
+    assert [(line["task"], line["origin_seed"]) for line in lines] == [
+        (t, s) for t in ("toy_a", "toy_b") for s in (0, 1)
+    ]
+    alone = runner.invoke(app, ["train", "toy_b", "--origin-seed", "1", "--out", str(single), *options])
+    assert alone.exit_code == 0, alone.output
+    (line,) = _lines(alone.stdout)
+    assert (line["best_step"], line["best_score"]) == (lines[3]["best_step"], lines[3]["best_score"])
+    got, want = (load_file(str(run / ADAPTER_DIR / "adapter_model.safetensors")) for run in (out / "toy_b/o1", single))
+    assert got.keys() == want.keys()  # BERT: the prompt and the run's own head; T5: the prompt (2 blocks)
+    assert ("base_model.classifier.weight" in got) == (task_type == "seq-cls")
+    for key in want:
+        assert float((got[key] - want[key]).norm() / want[key].norm()) < 1e-4, key
+    run = json.loads((out / "toy_a/o0" / RUN_FILE).read_text())
+    assert run["kind"] == task_type
+    scored = runner.invoke(app, ["eval", str(out / "toy_b/o1"), "--json", "--precision", "fp32"])
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.stdout)["score"] == pytest.approx(lines[3]["best_score"])
+    if task_type == "seq-cls":  # one model, one head: tasks of two class counts cannot share it
+        mixed = runner.invoke(app, ["train", "toy_a", "toy_c", "--out", str(tmp_path / "mixed"), *options])
+        assert isinstance(mixed.exception, ConfigError), mixed.output
+        assert "toy_a has 2, toy_c has 3" in str(mixed.exception) and not (tmp_path / "mixed").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -127,7 +183,6 @@ def test_grid_of_tasks_shares_one_origin_file(toy_tasks: Path, tmp_path: Path) -
         (["a", "--origins", "0,1", "--launcher", "accelerate"], "--launcher accelerate"),
         (["a", "--origins", "0,1", "--origin-seed", "0"], "--origin-seed and --origins"),
         (["a", "--origins", "0,1", "--origin", "{tmp}/o.safetensors"], "--origin and --origins"),
-        (["a", "b", "--task-type", "seq2seq"], "--task-type seq2seq"),
         (["a", "--origins", "0,x"], "--origins '0,x'"),
         (["a", "--origins", "1,1"], "given twice"),
         (["a", "a"], "'a' is given twice"),

@@ -145,7 +145,7 @@ class SimulatedCrashError(Exception):
     """Raised by a callback to simulate a crash."""
 
 
-@pytest.mark.parametrize("kind", ["llama", "t5"])
+@pytest.mark.parametrize("kind", ["llama", "t5", "bert"])
 def test_resume_equals_uninterrupted(tiny: Any, tmp_path: Path, kind: str) -> None:
     """A run interrupted after a checkpoint and resumed ends bit-identical to an uninterrupted run."""
     opts = {"steps": 12, "lr": 0.05, "eval_every": 4, "save_every": 4, "grad_accum": 2, "batch_size": 3,
@@ -501,6 +501,28 @@ def test_seq_cls_path(tiny: Any, tmp_path: Path, train_head: bool) -> None:
     saved = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
     assert "base_model.classifier.weight" in saved and saved["prompt_embeddings"].shape == run.vector.shape
     assert evaluate(run.model, tok, toy())["accuracy"] == pytest.approx(run.best_score)
+
+
+def test_seq_cls_runs_on_one_model_each_train_their_own_head(tiny: Any) -> None:
+    """Two runs on one BERT object: the second equals a run on a fresh model; the first run keeps its own head."""
+
+    def head(run: Any) -> dict[str, torch.Tensor]:
+        return {k: p.detach().clone() for k, p in run.model.named_parameters() if "modules_to_save" in k}
+
+    opts = {"steps": 6, "lr": 0.05, **FAST}
+    model, tok = learnable(tiny, "bert")
+    first = train(model, tok, toy(), **opts)
+    first_head, first_loss = head(first), evaluate(first.model, tok, toy())["loss"]
+    second = train(model, tok, toy(flip=True), seed=1, **opts)
+    fresh = train(learnable(tiny, "bert")[0], tok, toy(flip=True), seed=1, **opts)
+    assert torch.equal(second.prompt, fresh.prompt)
+    assert [h["loss"] for h in second.history] == [h["loss"] for h in fresh.history]
+    assert head(second).keys() == head(fresh).keys() == first_head.keys() and first_head
+    assert all(torch.equal(head(second)[k], head(fresh)[k]) for k in first_head)  # started from the model's head
+    assert all(torch.equal(head(first)[k], first_head[k]) for k in first_head)  # the first run's head is its own
+    assert not all(torch.equal(head(second)[k], first_head[k]) for k in first_head)
+    assert evaluate(first.model, tok, toy())["loss"] == first_loss
+    assert isinstance(model.classifier, torch.nn.Linear)  # the model passed is never wrapped
 
 
 def test_bf16_path_runs(tiny: Any) -> None:

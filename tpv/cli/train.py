@@ -77,7 +77,9 @@ def train_command(
         Optional[list[Path]],  # noqa: UP045
         typer.Option(help="Start from origin + these vectors (summed); needs --origin. Repeat for several."),
     ] = None,
-    task_type: Annotated[str, typer.Option(help="causal-lm, seq2seq or seq-cls.")] = "causal-lm",
+    task_type: Annotated[
+        str, typer.Option(help="How --model loads: causal-lm, seq2seq or seq-cls (one run or a grid alike).")
+    ] = "causal-lm",
     origins: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
@@ -108,7 +110,8 @@ def train_command(
     checkpoint is written every --save-every steps so --resume continues an interrupted run exactly.
 
     Several tasks, or --origins, train a grid in one process (tpv.train_many): one run per task and origin
-    seed, in --out/TASK/oSEED/ (--out/TASK/ without --origins), one JSON line per run.
+    seed, in --out/TASK/oSEED/ (--out/TASK/ without --origins), one JSON line per run. A grid trains any
+    --task-type; with seq-cls its tasks need one number of classes (one head shape).
 
     Example: `tpv train rotten_tomatoes --out runs/rt --steps 80 --eval-every 20`
     """
@@ -124,7 +127,6 @@ def train_command(
             origin_seed_given=_given(ctx, "origin_seed"),
             origin=origin,
             vector=vector,
-            task_type=task_type,
             resume=resume,
             launcher=launcher,
         )
@@ -140,8 +142,8 @@ def train_command(
         folders = _grid_folders(out, task, seeds, overwrite=overwrite)
         start, org = _init_from_files(origin, vector)
         _train_grid(
-            model, folders, config, start=start, origin=org, overwrite=overwrite, pack_size=pack_size,
-            progress=progress,
+            model, folders, config, task_type=task_type, start=start, origin=org, overwrite=overwrite,
+            pack_size=pack_size, progress=progress,
         )  # fmt: skip
         return
     start, org = _init_from_files(origin, vector)
@@ -233,7 +235,6 @@ def _grid_refusals(
     origin_seed_given: bool,
     origin: Path | None,
     vector: list[Path] | None,
-    task_type: str,
     resume: bool,
     launcher: str,
 ) -> list[int] | None:
@@ -243,11 +244,6 @@ def _grid_refusals(
         raise ConfigError(f"--resume: {what} keeps no checkpoints to resume; resume one run at a time")
     if launcher != "none":
         raise ConfigError(f"--launcher {launcher}: {what} trains in one process; drop --launcher")
-    if task_type != "causal-lm":
-        raise ConfigError(
-            f"--task-type {task_type}: {what} trains causal LMs only (tpv.train_many); train {task_type} runs one "
-            "task at a time"
-        )
     twice = sorted({name for name in tasks if list(tasks).count(name) > 1})
     if twice:
         raise ConfigError(f"task {twice[0]!r} is given twice; {what} trains one run per task and origin seed")
@@ -291,19 +287,33 @@ def _train_grid(
     runs: list[_GridRun],
     config: TrainConfig,
     *,
+    task_type: str,
     start: Any,
     origin: Any,
     overwrite: bool,
     pack_size: int | None,
     progress: bool,
 ) -> None:
-    """Train the grid's runs with :func:`tpv.train_many` and print one JSON line per run, in order."""
-    from tpv.engine.many import Job, train_many
+    """Train the grid's runs with :func:`tpv.train_many` and print one JSON line per run, in order.
 
+    Each task's data is loaded once, as :func:`tpv.train` loads it, and shared by its runs; the model is loaded
+    once with ``task_type``, as ``tpv train`` loads it for one run, and every job shares it.
+    """
+    from tpv.engine.many import Job, train_many
+    from tpv.engine.setup import _resolve_model, _task_inputs
+
+    inputs: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(run.task for run in runs):
+        data = _task_inputs(None, task=name, seed=config.seed, validation=None, label_words=None, metric=None)
+        inputs[name] = dict(zip(("train_examples", "validation", "label_words", "metric"), data))
+    words = {name: given["label_words"] for name, given in inputs.items()}
+    num_labels = _grid_num_labels(words) if task_type == "seq-cls" else None
+    loaded, tokenizer, _ = _resolve_model(model, None, task_type, num_labels)  # type: ignore[arg-type]
     console = _console(stderr=True)
     jobs = [
         Job(
             task=run.task,
+            **inputs[run.task],
             init=start,
             origin=origin,
             config=config if run.seed is None else config.replace(origin_seed=run.seed),
@@ -318,10 +328,26 @@ def _train_grid(
         if event.kind != "checkpoint":
             console.print(f"{runs[index].name}: {event.message}", markup=False)
 
-    results = train_many(model, None, jobs, config=config, pack_size=pack_size, progress=progress, callback=show)
+    results = train_many(loaded, tokenizer, jobs, config=config, pack_size=pack_size, progress=progress, callback=show)
     for run, result in zip(runs, results):
         seed = config.origin_seed if run.seed is None else run.seed
         _report(console, result, run.out, extra={"origin_seed": seed}, name=run.name)
+
+
+def _grid_num_labels(label_words: Mapping[str, Sequence[str] | None]) -> int | None:
+    """The classes of a seq-cls grid's one head: its tasks' number of label words (``None``: the model's own).
+
+    Raises:
+        ConfigError: two tasks with different numbers of classes.
+    """
+    counts = {name: len(words) for name, words in label_words.items() if words}
+    if len(set(counts.values())) > 1:
+        listed = ", ".join(f"{name} has {n}" for name, n in counts.items())
+        raise ConfigError(
+            "--task-type seq-cls: a grid trains one model, whose classification head has one number of classes, but "
+            f"the tasks' numbers of classes differ ({listed}). Fix: train one grid per number of classes"
+        )
+    return next(iter(counts.values()), None)
 
 
 def _printer(console: Any) -> Any:

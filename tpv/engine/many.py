@@ -20,9 +20,9 @@ Model kinds (the row layouts are in :mod:`tpv.engine.packing`):
   block gets no gradient (only weight decay moves it), alone as in a pack.
 * **seq-cls** (BERT): as in ``train``, a job trains its prompt and its own copy of the classification head (PEFT's
   ``modules_to_save``, starting from the model's head, both in the job's optimizer, clipped together). Each job
-  wraps a view of the model that shares every module but the head slot
-  (:func:`tpv.engine.packing.with_own_head`), so PEFT gives each job a head of its own and the user's model is left
-  unwrapped; the pack runs the shared encoder once over all rows and applies each job's head to its own rows.
+  wraps a view of the model that shares every module but the head slot (:func:`tpv.engine.heads.with_own_head`, as
+  :func:`tpv.train` does), so PEFT gives each job a head of its own and the user's model is left unwrapped; the
+  pack runs the shared encoder once over all rows and applies each job's head to its own rows.
 
 **Parity law** (``tests/test_many.py``): a job trained in a pack ends with the prompt (and, for seq-cls, the head)
 and the evaluations it gets alone from :func:`tpv.train` with the same seed, data and config (equal up to float
@@ -61,7 +61,6 @@ from tpv.engine.packing import (
     input_prompt,
     job_head,
     score_sets,
-    with_own_head,
 )
 from tpv.engine.records import TrainEvent, TrainResult
 from tpv.engine.runfolder import _check_out_dir
@@ -174,7 +173,7 @@ def _sessions(
             outs[out.resolve()] = i
             _check_out_dir(out, resume=False, overwrite=job.overwrite)
         setup = _setup(
-            with_own_head(model), tokenizer, job.train_examples, cfg=cfg, task=job.task, label_words=job.label_words,
+            model, tokenizer, job.train_examples, cfg=cfg, task=job.task, label_words=job.label_words,
             validation=job.validation, metric=job.metric, init=job.init, origin=job.origin, task_type=None,
         )  # fmt: skip
         events = (lambda e, i=i: callback(i, e)) if callback is not None else None

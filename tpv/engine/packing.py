@@ -18,9 +18,10 @@ single-prompt batch, by model kind:
   positions for the whole pack.
 * **seq-cls** (BERT): ``[prompt_k, text, right padding]`` through the encoder, which pools the first position; the
   classification head is each group's own (a job's PEFT copy of the classifier, trained with its prompt): the pass
-  runs a view of the model whose head slot holds a router applying each group's head to that group's rows
-  (:func:`with_own_head` gives every job such a head of its own). Models whose head reads the last position
-  (decoder classifiers, whose head PEFT calls ``score``) are refused: in a pack that position is moved by padding.
+  runs a view of the model whose head slot holds a router applying each group's head to that group's rows (every
+  job, as every :func:`tpv.train` run, has such a head of its own: :func:`tpv.engine.heads.with_own_head`). Models
+  whose head reads the last position (decoder classifiers, whose head PEFT calls ``score``) are refused: in a pack
+  that position is moved by padding.
 
 Rows never attend to each other, so each row's result depends only on its own prompt, text and head (up to float
 rounding of the shared matrix products). Two layouts for causal LMs, as in :class:`~tpv.engine.scoring.Scorer`:
@@ -41,7 +42,6 @@ losses leaves every prompt the gradient of its own loss.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +51,7 @@ from torch import nn
 
 from tpv.engine.data import Encoded, collate
 from tpv.engine.evaluation import _autocast
+from tpv.engine.heads import _replaced, head_path, with_own_head
 from tpv.engine.scoring import cache_kwargs, infer_kind
 from tpv.errors import ConfigError
 from tpv.models import unwrap_model
@@ -59,10 +60,7 @@ __all__ = ["Group", "PackedScorer", "ScoreSet", "input_prompt", "job_head", "sco
 
 SUPPORTED_KINDS = ("causal-lm", "seq2seq", "seq-cls")
 """Model kinds :class:`PackedScorer` packs (seq-cls: models whose head reads the first position, see
-:func:`head_path`)."""
-
-HEAD_NAMES = ("classifier", "score")
-"""The module names PEFT trains a copy of with a sequence-classification prompt (its ``modules_to_save``)."""
+:func:`tpv.engine.heads.head_path`)."""
 
 Logits = tuple[torch.Tensor, torch.Tensor | None]
 """``(class_logits, vocab_logits)`` of a group, shapes ``(b, C)`` and ``(b, V)`` (or ``None``), as
@@ -109,69 +107,6 @@ class ScoreSet:
 
 
 # -- sequence classification: one head per job ---------------------------------------------------------------------
-
-
-def head_path(model: Any) -> str:
-    """Where a sequence-classification model keeps the head PEFT trains a copy of.
-
-    Args:
-        model: a ``transformers`` sequence classifier, or a PEFT model wrapping one.
-
-    Returns:
-        The head's module path, e.g. ``"classifier"`` (BERT, RoBERTa).
-
-    Raises:
-        ConfigError: no such head, several, or a head named ``score`` (a decoder classifier, which reads the last
-            position: in a pack, padding moves it).
-    """
-    base = unwrap_model(model)
-    found = [name for name, _ in base.named_modules() if name.endswith(HEAD_NAMES)]
-    found = [name for name in found if not any(name.startswith(f"{other}.") for other in found)]
-    what = f"{type(base).__name__} (seq-cls)"
-    if len(found) != 1:
-        raise ConfigError(
-            f"cannot pack prompts of this {what}: PEFT trains the head named {' or '.join(HEAD_NAMES)}, and the model "
-            f"has {len(found)} such modules ({', '.join(found) or 'none'}). Fix: train its prompts one at a time "
-            "with tpv.train"
-        )
-    if not found[0].endswith("classifier"):
-        raise ConfigError(
-            f"cannot pack prompts of this {what}: its head {found[0]!r} reads each row's last position, which a pack's "
-            "padding moves (packed rows would not score as alone). Fix: train its prompts one at a time with tpv.train"
-        )
-    return found[0]
-
-
-def _replaced(model: nn.Module, path: str, module: nn.Module) -> nn.Module:
-    """A shallow copy of ``model`` whose submodule at ``path`` is ``module``; every other module is shared."""
-    name, _, rest = path.partition(".")
-    view = copy.copy(model)
-    view._modules = dict(model._modules)  # its own children, the same modules
-    child = model._modules[name]
-    assert child is not None
-    view._modules[name] = _replaced(child, rest, module) if rest else module
-    return view
-
-
-def with_own_head(model: Any) -> Any:
-    """``model`` for one job of a pack: a seq-cls model's view with a head slot of its own; other kinds as they are.
-
-    PEFT wraps the head it trains in place, and a second wrapping of the same model would reuse the first one's
-    copy: the jobs would share one head. The view shares every module (and so all weights) but holds the model's
-    own head in a slot of its own, so each job's PEFT model trains its own copy of it, starting from the model's
-    head as ``train`` does (a head PEFT already wrapped, by an earlier run, gives its original module).
-
-    Args:
-        model: a plain ``transformers`` model.
-
-    Returns:
-        The view (seq-cls), else ``model`` itself.
-    """
-    if infer_kind(model) != "seq-cls":
-        return model
-    path = head_path(model)
-    head = model.get_submodule(path)
-    return _replaced(model, path, getattr(head, "original_module", head))
 
 
 def job_head(peft_model: Any) -> nn.Module | None:

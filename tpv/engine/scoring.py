@@ -22,12 +22,12 @@ Multi-token label words are scored by their **first token** (one forward pass); 
 label words whose first tokens coincide. Ranking the label-word logits equals ranking their log-likelihoods, since
 ``log_softmax`` over the vocabulary shifts every logit of a row by the same constant.
 
-Rank classification of *candidate* prompts with a plain causal LM (no PEFT wrapper: the coefficient search's
-scorers, transfer's validation scorer and FUSE's label-word loss, all in :mod:`tpv.engine.prompt_scoring`) reads the
-same label-word logits from one primitive here, :func:`last_label_logits`, on rows that :func:`left_pad` pads on
-the left (so the last position is every row's last real token), with :func:`prefix_cache` / :func:`expand_cache` to
-compute candidate prompts' keys and values once. ``tests/test_search.py`` checks that those scorers and
-:class:`Scorer` give the same per-example class logits.
+Two primitives score rows that a caller lays out itself with a *plain* causal LM (no PEFT wrapper):
+:func:`left_pad` pads token rows on the left, so the last position is every row's last real token, and
+:func:`last_label_logits` reads the label words' logits at that position in one forward pass (differentiable in
+``inputs_embeds``). FUSE's label-word loss (:class:`tpv.engine.prompt_scoring.LabelWordLoss`: a discrete prompt
+placed after the tokenizer's leading special tokens) is built on them. Soft prompts placed first, as PEFT places
+them, are scored by :class:`Scorer` or, many at once, by :func:`tpv.engine.packing.score_sets`.
 """
 
 from __future__ import annotations
@@ -42,15 +42,7 @@ from torch import nn
 
 from tpv.models import TaskType, unwrap_model
 
-__all__ = [
-    "Scorer",
-    "TaskType",
-    "expand_cache",
-    "infer_kind",
-    "last_label_logits",
-    "left_pad",
-    "prefix_cache",
-]
+__all__ = ["Scorer", "TaskType", "infer_kind", "last_label_logits", "left_pad"]
 
 
 def is_peft(model: Any) -> bool:
@@ -71,12 +63,6 @@ def cache_kwargs(module: Any, cache: Any) -> dict[str, Any]:
     and removed in a later release).
     """
     return {_cache_name(type(module)): cache}  # type: ignore[arg-type]
-
-
-def output_cache(out: Any) -> Any:
-    """The key/value cache of a model output, under its new name (``cache``) or its old one."""
-    found = getattr(out, "cache", None)
-    return found if found is not None else out.past_key_values
 
 
 def has_prompt(model: Any) -> bool:
@@ -204,7 +190,7 @@ class Scorer(nn.Module):
         return torch.tanh(logits / self._softcap) * self._softcap
 
 
-# -- primitives for plain causal LMs with candidate prompts ----------------------------------------------------------
+# -- primitives for plain causal LMs: rows laid out by the caller -----------------------------------------------
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -237,7 +223,6 @@ def last_label_logits(
     *,
     input_ids: torch.Tensor | None = None,
     inputs_embeds: torch.Tensor | None = None,
-    cache: Any | None = None,
 ) -> torch.Tensor:
     """The label words' next-token logits at the last position of a left-padded batch (one forward pass).
 
@@ -247,40 +232,22 @@ def last_label_logits(
     Args:
         model: a plain ``transformers`` causal LM.
         label_ids: first token id of each label word, shape ``(K,)``, on the model's device.
-        attention_mask: ``(B, P + T)`` with a cache of ``P`` positions, else ``(B, T)``.
+        attention_mask: ``(B, T)``, 1 on real tokens (padding first).
         position_ids: ``(B, T)``.
         input_ids: ``(B, T)`` token ids.
         inputs_embeds: ``(B, T, d)`` input embeddings.
-        cache: keys and values of ``P`` prefix positions for every row (:func:`expand_cache`), or ``None``.
 
     Returns:
         Label-word logits, shape ``(B, K)``, in the model's dtype.
     """
-    kwargs: dict[str, Any] = {"attention_mask": attention_mask, "position_ids": position_ids, "logits_to_keep": 1}
-    if cache is None:
-        kwargs["use_cache"] = False
-    else:
-        kwargs.update(use_cache=True, **cache_kwargs(model, cache))
+    kwargs: dict[str, Any] = {
+        "attention_mask": attention_mask,
+        "position_ids": position_ids,
+        "logits_to_keep": 1,
+        "use_cache": False,
+    }
     if inputs_embeds is not None:
         out = model(inputs_embeds=inputs_embeds, **kwargs)
     else:
         out = model(input_ids=input_ids, **kwargs)
     return out.logits[:, -1, :].index_select(1, label_ids)  # (B, K)
-
-
-def prefix_cache(model: Any, prompts: torch.Tensor) -> Any:
-    """Keys and values of prompts alone, ``(c, P, d)`` (a prompt that comes first attends to nothing after it)."""
-    out = model(inputs_embeds=prompts, use_cache=True, logits_to_keep=1)
-    return output_cache(out)
-
-
-def expand_cache(cache: Any, repeats: int, config: Any) -> Any:
-    """A fresh ``DynamicCache`` holding each of ``c`` prefixes ``repeats`` times (rows ``j * repeats + i``)."""
-    from transformers import DynamicCache
-
-    layers = []
-    for layer in cache.layers:
-        keys = layer.keys.repeat_interleave(repeats, dim=0)  # (c * b, heads, P, head_dim)
-        values = layer.values.repeat_interleave(repeats, dim=0)  # (c * b, heads, P, head_dim)
-        layers.append((keys, values))
-    return DynamicCache(layers, config=config)

@@ -18,6 +18,7 @@ import torch
 from tpv.engine.config import TrainConfig
 from tpv.engine.data import Encoded, check_examples, encode, fingerprint, label_token_ids
 from tpv.engine.env import cpu_has_native_bf16, resolve_device, resolve_precision
+from tpv.engine.heads import with_own_head
 from tpv.engine.scoring import TaskType, infer_kind, is_peft
 from tpv.errors import ConfigError
 from tpv.origin import Origin
@@ -324,7 +325,12 @@ def _init_and_origin(
 def _prompt_model(
     model: Any, cfg: TrainConfig, kind: TaskType, *, init: torch.Tensor | Origin | TaskPromptVector, origin: Origin
 ) -> Any:
-    """The PEFT prompt-tuning model starting at ``init`` (only the prompt, and a seq-cls head if asked, trainable)."""
+    """The PEFT prompt-tuning model starting at ``init`` (only the prompt, and a seq-cls head if asked, trainable).
+
+    A sequence classifier is wrapped through :func:`tpv.engine.heads.with_own_head`: the run trains its own copy of
+    the model's original head, and ``model`` itself is never wrapped (PEFT wraps a head in place, so a second run
+    on the same model would otherwise start from, and keep changing, the first run's head).
+    """
     from tpv.adapters import init_prompt_tuning
 
     if cfg.num_virtual_tokens is not None and cfg.num_virtual_tokens != origin.num_virtual_tokens:
@@ -332,7 +338,9 @@ def _prompt_model(
             f"TrainConfig.num_virtual_tokens={cfg.num_virtual_tokens} but the init has {origin.num_virtual_tokens} "
             "virtual tokens; drop num_virtual_tokens or make them match"
         )
-    peft_model = init_prompt_tuning(model, init, origin=None if isinstance(init, Origin) else origin, task_type=kind)
+    peft_model = init_prompt_tuning(
+        with_own_head(model), init, origin=None if isinstance(init, Origin) else origin, task_type=kind
+    )
     if kind == "seq-cls" and not cfg.train_head:
         for name, p in peft_model.named_parameters():
             if "prompt_encoder" not in name:
