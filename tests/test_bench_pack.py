@@ -6,7 +6,8 @@ with one clear error, and a pack runs as one unit in this process and on a Ray w
 
 Tolerance of "the same results": the runs train in fp32 (``train.precision=fp32``); integers, strings and lists of
 them are equal, floats agree to a relative 1e-5 (absolute 1e-7 near zero), and each stored vector agrees to 1e-5
-of its largest entry. Times (``seconds``, ``steps_per_second``, ``train_seconds``) are not compared. (With bf16,
+of its largest entry. Times (``seconds``, ``steps_per_second``, ``train_seconds``, ``transfer_seconds``) are not
+compared. (With bf16,
 what ``precision: auto`` picks on a CPU with native bf16, packed and unpacked runs drift apart by up to about 1e-3
 relative after 20 steps: each pass rounds its rows in bf16.)
 """
@@ -34,7 +35,7 @@ from tpv.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 FP32 = "train.precision=fp32"
-VOLATILE = frozenset({"seconds", "steps_per_second", "train_seconds"})
+VOLATILE = frozenset({"seconds", "steps_per_second", "train_seconds", "transfer_seconds"})
 REL, ABS = 1e-5, 1e-7
 CALIBRATION = (
     "calibration.parts=[sweep,default]",
@@ -59,6 +60,18 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     folder = tmp_path_factory.mktemp("tiny") / "tiny-llama"
     model, tokenizer = build_tiny("llama", seed=0)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_gemma_dir(tiny_model_dir: Path) -> Path:
+    """A tiny random Gemma-3 and its tokenizer beside the tiny Llama (the transfer experiment's target)."""
+    from tiny_models import build_tiny
+
+    folder = tiny_model_dir.parent / "tiny-gemma3"
+    model, tokenizer = build_tiny("gemma3", seed=0)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -141,6 +154,64 @@ def test_packed_run_stores_what_an_unpacked_run_stores(
     assert {_record(tmp_path / "alone", cid)["pack_size"] for cid in alone.executed} == {1}
     got = json.loads((tmp_path / "packed" / packed_cfg.name / "results.json").read_text())
     assert got["config"]["runtime"]["pack"] == 3 and got["complete"]
+
+
+def test_packed_fewshot_run_stores_what_an_unpacked_run_stores(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A few-shot run at runtime.pack=3 stores the cells it stores unpacked: same ids and files, equal results."""
+    alone_cfg, layers = tiny_config("fewshot", tiny_model_dir)
+    packed_cfg, packed_layers = tiny_config("fewshot", tiny_model_dir, "runtime.pack=3")
+    alone = run(alone_cfg, tmp_path / "alone", layers=layers)
+    packed = run(packed_cfg, tmp_path / "packed", layers=packed_layers)
+    assert alone.ok and packed.ok and not packed.pack_failed
+    assert [c.id for c in packed.cells] == [c.id for c in alone.cells]
+    assert sorted(packed.executed) == sorted(alone.executed) == sorted(c.id for c in alone.cells)
+    assert sorted(p.name for p in (tmp_path / "packed" / "cells").iterdir()) == sorted(alone.executed)
+    assert_same_cells(tmp_path / "packed", tmp_path / "alone", alone.executed)
+    packs: dict[str, set[int]] = {}  # kind -> the pack sizes its cells ran in
+    shots_packed: set[int] = set()  # the shot counts of few-shot cells that ran in a pack
+    for c in packed.cells:
+        size = _record(tmp_path / "packed", c.id)["pack_size"]
+        packs.setdefault(c.kind, set()).add(size)
+        if c.kind == "fewshot" and size > 1:
+            shots_packed.add(int(c.params["shots"]))
+    assert packs["select"] == {1} and max(packs["mixture"]) == 2 and max(packs["fewshot"]) == 3
+    assert max(packs["source"]) > 1 and shots_packed == {0, 2}  # k = 0 cells (scored, not tuned) pack too
+    assert {_record(tmp_path / "alone", cid)["pack_size"] for cid in alone.executed} == {1}
+
+
+def test_pack_mixing_tuned_and_untuned_fewshot_cells_returns_what_each_returns_alone(tiny_model_dir: Path) -> None:
+    """A pack of few-shot cells at k = 2 and k = 0 (scored, not tuned) gives each cell its unpacked output."""
+    from tpv.bench.experiments import get_experiment
+
+    config, _layers = tiny_config("fewshot", tiny_model_dir)
+    cells = [c for c in get_experiment("fewshot").plan(config) if c.kind == "fewshot" and not c.deps]
+    members = [(c.params, {}) for c in cells if c.params["seed"] == 0]  # the random init at k = 0 and k = 2
+    assert sorted(p["shots"] for p, _ in members) == [0, 2]
+    kind = CELL_KINDS["fewshot"]
+    assert kind.pack is not None
+    packed = kind.pack(members, {})
+    for (params, inputs), out in zip(members, packed):
+        alone = kind.fn(params, inputs, {})
+        assert not _close(dict(out.metrics), dict(alone.metrics)) and out.artifacts == alone.artifacts == {}
+
+
+@pytest.mark.parametrize(
+    ("experiment", "packed_kinds"), [("tasks", {"source", "task_instruction"}), ("transfer", {"xfer_tune"})]
+)
+def test_packed_tasks_and_transfer_runs_store_what_unpacked_runs_store(
+    experiment: str, packed_kinds: set[str], tiny_model_dir: Path, tiny_gemma_dir: Path, tmp_path: Path
+) -> None:
+    """tasks and transfer at runtime.pack=3 store the cells they store unpacked, their tunings trained in packs."""
+    extra = [f"transfer.directions=[[{tiny_model_dir}, {tiny_gemma_dir}]]"] if experiment == "transfer" else []
+    alone_cfg, layers = tiny_config(experiment, tiny_model_dir, *extra)
+    packed_cfg, packed_layers = tiny_config(experiment, tiny_model_dir, *extra, "runtime.pack=3")
+    alone = run(alone_cfg, tmp_path / "alone", layers=layers)
+    packed = run(packed_cfg, tmp_path / "packed", layers=packed_layers)
+    assert alone.ok and packed.ok and not packed.pack_failed
+    assert sorted(packed.executed) == sorted(alone.executed) == sorted(c.id for c in alone.cells)
+    assert_same_cells(tmp_path / "packed", tmp_path / "alone", alone.executed)
+    packs = {c.kind for c in packed.cells if _record(tmp_path / "packed", c.id)["pack_size"] > 1}
+    assert packs == packed_kinds
 
 
 def test_interrupted_packed_run_resumes(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -122,8 +122,7 @@ def test_selection_scorer_equals_each_alone(tiny: Any) -> None:
 @pytest.mark.parametrize("metric", ["accuracy", "macro_f1"])
 def test_cross_origin_scores_equal_each_prompt_alone(tiny: Any, kind: str, metric: str) -> None:
     """Cross-origin's one evaluate_many call gives each prompt the score score_prompt gives it alone."""
-    from tpv.bench.experiments._common import score_prompt
-    from tpv.bench.experiments.cross_origin import score_together
+    from tpv.bench.experiments._common import score_prompt, score_together
 
     model, tok, origin, vectors = _setup(tiny, kind)
     other = tpv.Origin.gaussian(4, origin.tensor.shape[1], seed=7, std=0.5)
@@ -151,8 +150,7 @@ def _saved(model: Any, tok: Any, folder: Path, task_type: str) -> dict[str, Any]
 
 def test_cross_origin_and_selection_on_seq2seq_equal_each_alone(tiny: Any, tmp_path: Path) -> None:
     """On T5 (two prompt blocks) score_together and the selection's scorer give each prompt its score alone."""
-    from tpv.bench.experiments._common import score_prompt
-    from tpv.bench.experiments.cross_origin import score_together
+    from tpv.bench.experiments._common import score_prompt, score_together
     from tpv.bench.experiments.fewshot_cells import _selection_scorer
     from tpv.tasks import get_task
 
@@ -173,8 +171,7 @@ def test_cross_origin_scores_unpackable_models_one_at_a_time(tiny: Any, tmp_path
     """A model evaluate_many does not pack (a decoder classifier) is scored prompt by prompt, each alone."""
     from transformers import LlamaForSequenceClassification
 
-    from tpv.bench.experiments._common import score_prompt
-    from tpv.bench.experiments.cross_origin import score_together
+    from tpv.bench.experiments._common import score_prompt, score_together
 
     lm, tok = tiny("llama")
     config = lm.config

@@ -88,7 +88,7 @@ def train_command(
     ] = None,
     pack_size: Annotated[
         Optional[int],  # noqa: UP045
-        typer.Option(help="Most grid jobs training at once (default: all).", rich_help_panel=_GRID),
+        typer.Option(help="Most grid jobs training at once (default: as many as memory holds).", rich_help_panel=_GRID),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.", rich_help_panel=_RUN)] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a run already in --out.", rich_help_panel=_RUN)] = False,

@@ -1,8 +1,9 @@
 """What the experiments share: planning helpers and the work done inside cells.
 
 Planning helpers build cell parameters, the task layout and time estimates; the in-cell work loads models and
-data, draws origins, tunes through :func:`tpv.engine.train` and scores through :func:`tpv.engine.evaluate` and
-:class:`tpv.search.BatchedPromptScorer`.
+data, draws origins, tunes through :func:`tpv.engine.train` (or, packed, :func:`tpv.engine.train_many`) and scores
+through the engine: one prompt with :func:`score_prompt` (:func:`tpv.engine.evaluate`), several prompts on one
+example set with :func:`score_together` (one :func:`tpv.engine.evaluate_many` call).
 
 Planning helpers run where the plan is made and read the config; in-cell helpers run inside cell functions
 (possibly on a Ray worker) and read only the cell's plain-JSON parameters.
@@ -10,7 +11,9 @@ Planning helpers run where the plan is made and read the config; in-cell helpers
 A cell that tunes one prompt is written as a :class:`TrainingCell`: ``prepare`` (origin, data: a :class:`Tuning`),
 the tuning, ``finish`` (scores and records). Its cell function tunes alone through :func:`tpv.engine.train`; its
 pack function loads the model once and tunes a pack of such cells through :func:`tpv.engine.train_many`, whose
-jobs end as ``train`` ends them, so a packed cell stores what it stores unpacked (up to float rounding).
+jobs end as ``train`` ends them, so a packed cell stores what it stores unpacked (up to float rounding). A cell
+whose ``prepare`` asks for no tuning (``Tuning.tunes`` false: a few-shot cell at k = 0) is only finished, packed or
+not, on the loaded model.
 """
 
 from __future__ import annotations
@@ -223,6 +226,8 @@ class Tuning:
         task: the task's name (recorded in the vector).
         metric: the validation metric.
         state: what the cell's ``finish`` needs besides the run (the task spec, the test set, the origin...).
+        tunes: false when the cell tunes nothing (a few-shot cell at k = 0 scores its init as it is): its
+            ``finish`` gets no run (``None``) and the loaded model is in ``state``, as ``prepare`` put it there.
     """
 
     train: Sequence[Example]
@@ -234,6 +239,7 @@ class Tuning:
     task: str
     metric: str
     state: dict[str, Any] = field(default_factory=dict)
+    tunes: bool = True
 
     def run_alone(self, model: Any, tokenizer: Any) -> TrainResult:
         """Tune with :func:`tpv.engine.train` (what an unpacked cell does)."""
@@ -264,31 +270,13 @@ def train_info(result: TrainResult) -> dict[str, Any]:
     }
 
 
-def tune(
-    model: Any,
-    tokenizer: Any,
-    train: Sequence[Example],
-    validation: Sequence[Example],
-    label_words: Sequence[str],
-    *,
-    init: Origin | TaskPromptVector,
-    origin: Origin,
-    options: Mapping[str, Any],
-    task: str,
-    metric: str,
-) -> tuple[TaskPromptVector, Any, dict[str, Any]]:
-    """Prompt-tune from ``init`` (tpv's engine); returns the vector (relative to ``origin``), the run and stats."""
-    tuning = Tuning(train, validation, label_words, init, origin, options, task, metric)
-    result = tuning.run_alone(model, tokenizer)
-    return result.vector, result, train_info(result)
-
-
 Prepare = Callable[[Mapping[str, Any], Mapping[str, CellInput], Any, Any], Tuning]
 """``prepare(params, inputs, model, tokenizer) -> Tuning``: a training cell's origin and data."""
 
 Finish = Callable[[Mapping[str, Any], Tuning, Any, Any, float], CellOutput]
 """``finish(params, tuning, result, tokenizer, start) -> CellOutput``: score the run and record it; ``start`` is the
-``time.perf_counter()`` the cell's seconds count from."""
+``time.perf_counter()`` the cell's seconds count from; ``result`` is the :class:`tpv.engine.TrainResult`, or ``None``
+for a tuning that does not tune (``Tuning.tunes`` false)."""
 
 
 @dataclass(frozen=True)
@@ -308,17 +296,18 @@ class TrainingCell:
         return CellKind(name, self.run, version, pack=self.pack, pack_key=pack_key)
 
     def run(self, params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Mapping[str, Any]) -> CellOutput:
-        """The cell alone: load the model, prepare, tune with :func:`tpv.engine.train`, finish."""
+        """The cell alone: load the model, prepare, tune with :func:`tpv.engine.train` (if it tunes), finish."""
         start = time.perf_counter()
         model = load_cell_model(params["model"])
         tok = cached_tokenizer(params["model"]["name"])
         tuning = self.prepare(params, inputs, model, tok)
-        return self.finish(params, tuning, tuning.run_alone(model, tok), tok, start)
+        return self.finish(params, tuning, tuning.run_alone(model, tok) if tuning.tunes else None, tok, start)
 
     def pack(self, members: Sequence[PackMember], env: Mapping[str, Any]) -> list[CellOutput]:
         """Several cells over one loaded model: prepare each, tune all in one ``train_many``, finish each.
 
-        A cell's seconds are its share of the shared work plus its own ``finish``.
+        Cells that tune nothing (``Tuning.tunes`` false) are only finished. A cell's seconds are its share of the
+        shared work plus its own ``finish``.
 
         Raises:
             NotPackableError: cells of different models, or a model ``train_many`` does not pack.
@@ -337,7 +326,9 @@ class TrainingCell:
             raise NotPackableError(str(exc)) from None
         tok = cached_tokenizer(spec["name"])
         tunings = [self.prepare(params, inputs, model, tok) for params, inputs in members]
-        results = train_many(model, tok, [t.job() for t in tunings], progress=False)
+        jobs = [t.job() for t in tunings if t.tunes]
+        trained = iter(train_many(model, tok, jobs, progress=False) if jobs else [])
+        results = [next(trained) if t.tunes else None for t in tunings]
         share = (time.perf_counter() - start) / len(members)
         return [
             self.finish(params, tuning, result, tok, time.perf_counter() - share)
@@ -378,41 +369,57 @@ def score_prompt(
     return float(out["score"])
 
 
-def score_prompts(
+def score_together(
     model: Any,
     tokenizer: Any,
-    prompts: torch.Tensor,
+    prompts: Sequence[torch.Tensor],
     examples: Sequence[Example],
     spec: TaskSpec,
-    options: Mapping[str, Any],
-    task_type: str,
+    ev: Mapping[str, Any],
+    model_params: Mapping[str, Any],
 ) -> list[float]:
-    """Accuracy of many candidate prompts ``(c, rows, dim)``: batched (tpv.search's scorer) on causal LMs."""
-    cfg = train_config(options)
-    if task_type == "causal-lm":
-        from tpv.search import BatchedPromptScorer
+    """The task metric of several prompts ``(rows, dim)`` on the same examples, each as :func:`score_prompt` scores it.
 
-        scorer = BatchedPromptScorer(
-            model,
-            tokenizer,
-            [ex.text for ex in examples],
-            [int(ex.label) for ex in examples],
-            tuple(spec.label_words),
-            batch_size=cfg.eval_batch_size,
-            max_length=cfg.max_length,
-        )
-        return [float(x) for x in scorer(prompts)]
-    out = []
-    for prompt in prompts:  # other model types: one engine evaluation per candidate, on a fresh PEFT model
-        from tpv.adapters import init_prompt_tuning
-        from tpv.engine import evaluate
+    One :func:`tpv.evaluate_many` call (the prompts' rows share forward passes of ``len(prompts) *
+    eval_batch_size`` rows; each result equals ``tpv.evaluate`` of that prompt alone, up to float rounding of the
+    logits); for a model ``evaluate_many`` does not pack, one :func:`score_prompt` per prompt, each around a model
+    of its own (PEFT wraps a model in place).
 
-        peft = init_prompt_tuning(model, prompt)
-        res = evaluate(peft, tokenizer, list(examples), label_words=tuple(spec.label_words), metric="accuracy",
-                       batch_size=cfg.eval_batch_size, max_length=cfg.max_length, precision=cfg.precision)  # fmt: skip
-        out.append(float(res["score"]))
-        model = peft.unload() if hasattr(peft, "unload") else peft.get_base_model()
-    return out
+    Args:
+        model: the cell's model, loaded from ``model_params`` (not wrapped: ``evaluate_many`` splices the prompts
+            in).
+        tokenizer: its tokenizer.
+        prompts: the soft prompts, each ``(rows, dim)``.
+        examples: the examples all prompts are scored on.
+        spec: the task (label words and metric).
+        ev: the scoring settings (:func:`eval_params`).
+        model_params: the cell's model parameters (where to load another copy from).
+
+    Returns:
+        One score per prompt, in order.
+    """
+    from tpv.engine import evaluate_many
+    from tpv.engine.packing import check_packable
+
+    try:
+        check_packable(model)
+    except ConfigError:
+        models = [model] + [load_cell_model(model_params) for _ in prompts[1:]]
+        return [score_prompt(m, tokenizer, p, examples, spec, ev) for m, p in zip(models, prompts)]
+
+    cfg = train_config(ev)
+    results = evaluate_many(
+        model,
+        tokenizer,
+        list(prompts),
+        list(examples),
+        label_words=tuple(spec.label_words),
+        metric=spec.metric,
+        batch_size=cfg.eval_batch_size * len(prompts),
+        max_length=cfg.max_length,
+        precision=cfg.precision,
+    )
+    return [float(r["score"]) for r in results]
 
 
 # -- summaries -------------------------------------------------------------------------------------------------

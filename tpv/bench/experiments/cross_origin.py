@@ -2,7 +2,7 @@
 
 Per task and ordered pair of origins ``(a, b)``: the ``source`` tuning from ``a`` and a ``cross`` cell applying its
 vector to ``b`` with ``vector.apply_to(other, strict=False)``, scored beside origin ``b`` alone (both prompts in one
-:func:`tpv.evaluate_many` call).
+:func:`tpv.evaluate_many` call: :func:`tpv.bench.experiments._common.score_together`).
 """
 
 from __future__ import annotations
@@ -24,83 +24,25 @@ from tpv.bench.experiments._common import (
     load_cell_model,
     metrics_of,
     pct,
-    score_prompt,
+    score_together,
     source_cell,
     task_layout,
-    train_config,
     vector_from,
 )
 from tpv.bench.experiments.sources import source_table
 from tpv.bench.report import Report, Table
 from tpv.bench.stats import summarize
-from tpv.errors import ConfigError
 
 if TYPE_CHECKING:
-    import torch
-
     from tpv.bench.config import Config
-    from tpv.tasks.spec import Example, TaskSpec
 
-__all__ = ["EXPERIMENT", "KINDS", "score_together"]
-
-
-def score_together(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[torch.Tensor],
-    examples: Sequence[Example],
-    spec: TaskSpec,
-    ev: Mapping[str, Any],
-    model_params: Mapping[str, Any],
-) -> list[float]:
-    """The task metric of several prompts ``(rows, dim)`` on the same examples, each as :func:`score_prompt` scores it.
-
-    One :func:`tpv.evaluate_many` call (the prompts' rows share forward passes of ``len(prompts) *
-    eval_batch_size`` rows; each result equals ``tpv.evaluate`` of that prompt alone, up to float rounding of the
-    logits); for a model ``evaluate_many`` does not pack, one :func:`score_prompt` per prompt, each around a model
-    of its own (PEFT wraps a model in place).
-
-    Args:
-        model: the cell's model, loaded from ``model_params`` (not wrapped: ``evaluate_many`` splices the prompts
-            in).
-        tokenizer: its tokenizer.
-        prompts: the soft prompts, each ``(rows, dim)``.
-        examples: the examples all prompts are scored on.
-        spec: the task (label words and metric).
-        ev: the scoring settings (:func:`._common.eval_params`).
-        model_params: the cell's model parameters (where to load another copy from).
-
-    Returns:
-        One score per prompt, in order.
-    """
-    from tpv.engine import evaluate_many
-    from tpv.engine.packing import check_packable
-
-    try:
-        check_packable(model)
-    except ConfigError:
-        models = [model] + [load_cell_model(model_params) for _ in prompts[1:]]
-        return [score_prompt(m, tokenizer, p, examples, spec, ev) for m, p in zip(models, prompts)]
-
-    cfg = train_config(ev)
-    results = evaluate_many(
-        model,
-        tokenizer,
-        list(prompts),
-        list(examples),
-        label_words=tuple(spec.label_words),
-        metric=spec.metric,
-        batch_size=cfg.eval_batch_size * len(prompts),
-        max_length=cfg.max_length,
-        precision=cfg.precision,
-    )
-    return [float(r["score"]) for r in results]
+__all__ = ["EXPERIMENT", "KINDS"]
 
 
 def _cross(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Mapping[str, Any]) -> CellOutput:
     """Apply a task's vector to another origin (strict=False) and score it, and the origin alone, on the test set.
 
-    Both prompts are scored in one :func:`score_together` call.
+    Both prompts are scored in one :func:`~tpv.bench.experiments._common.score_together` call.
     """
     model = load_cell_model(params["model"])
     tok = cached_tokenizer(params["model"]["name"])

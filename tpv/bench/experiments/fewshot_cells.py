@@ -8,6 +8,10 @@ kind           work
                (TPV) and tpv's best (the coefficient search or a merge method)
 ``fewshot``    train a target on k examples per class from one init (k = 0: score the init as it is)
 =============  ===============================================================================================
+
+``mixture`` and ``fewshot`` are :class:`~tpv.bench.experiments._common.TrainingCell` s: with ``runtime.pack`` the
+ready cells of one kind and model train together (``tpv.train_many``); a few-shot cell at k = 0 tunes nothing and
+is only scored, on its pack's loaded model.
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ from typing import TYPE_CHECKING, Any
 from tpv.bench.cells import CellInput, CellKind, CellOutput
 from tpv.bench.experiments._common import (
     CELL_VECTOR_FILE,
+    TrainingCell,
+    Tuning,
     build_origin,
     cached_tokenizer,
     cell_data,
     load_cell_model,
     score_prompt,
-    tune,
+    score_together,
+    train_info,
     vector_bytes,
     vector_from,
 )
@@ -48,13 +55,10 @@ def union_label_words(specs: Sequence[TaskSpec]) -> tuple[str, ...]:
     return tuple(words)
 
 
-def _mixture(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Mapping[str, Any]) -> CellOutput:
-    """Tune one prompt on the mixture of several tasks (SPoT multi), over the union of their label words."""
+def _prepare_mixture(params: Mapping[str, Any], inputs: Mapping[str, CellInput], model: Any, tok: Any) -> Tuning:
+    """The mixture tuning: every task's examples, their labels renumbered over the union of their label words."""
     from tpv.tasks import Example
 
-    start = time.perf_counter()
-    model = load_cell_model(params["model"])
-    tok = cached_tokenizer(params["model"]["name"])
     origin = build_origin(model, params["prompt"], params["origin"])
     loaded = [cell_data(t, params["data"]) for t in params["tasks"]]
     words = union_label_words([spec for spec, *_ in loaded])
@@ -67,34 +71,33 @@ def _mixture(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Ma
     random.Random(f"tpv-bench-mixture:{params['origin']}").shuffle(train)
     random.Random(f"tpv-bench-mixture-val:{params['origin']}").shuffle(validation)
     validation = validation[: params["data"]["max_validation"]]
-    name = "+".join(params["tasks"])
-    vector, _result, info = tune(
-        model,
-        tok,
-        train,
-        validation,
-        words,
-        init=origin,
-        origin=origin,
-        options=params["train"],
-        task=name,
-        metric="accuracy",
-    )
+    return Tuning(train, validation, words, origin, origin, params["train"], "+".join(params["tasks"]), "accuracy",
+                  state={"loaded": loaded, "origin": origin})  # fmt: skip
+
+
+def _finish_mixture(params: Mapping[str, Any], tuning: Tuning, result: Any, tok: Any, start: float) -> CellOutput:
+    """Score the mixture prompt on each task's test set (a fresh model each); the vector is the cell's artifact."""
+    origin, vector = tuning.state["origin"], result.vector
     scores = {}
-    for spec, _tr, _va, test in loaded:
+    for spec, _tr, _va, test in tuning.state["loaded"]:
         fresh = load_cell_model(params["model"])
         scores[spec.name] = score_prompt(fresh, tok, vector.apply_to(origin), test, spec, params["train"])
     metrics = {
         "tasks": params["tasks"],
         "origin": params["origin"],
         "origin_id": origin.id,
-        "label_words": list(words),
+        "label_words": list(tuning.label_words),
         "test": scores,
-        "n_train": len(train),
-        "train": info,
+        "n_train": len(tuning.train),
+        "train": train_info(result),
         "seconds": time.perf_counter() - start,
     }
     return CellOutput(metrics, {CELL_VECTOR_FILE: vector_bytes(vector, {"bench": {"mixture": params["tasks"]}})})
+
+
+MIXTURE = TrainingCell(_prepare_mixture, _finish_mixture)
+"""The ``mixture`` cell: tune one prompt on the mixture of several tasks (SPoT multi), over the union of their label
+words; score it on each task's test set (packable)."""
 
 
 def _selection_scorer(
@@ -111,7 +114,7 @@ def _selection_scorer(
     :func:`tpv.evaluate_many` (the ``c`` candidates share forward passes; the examples are tokenized once for all
     calls; texts keep their last ``max_length`` tokens, in fp32, as the selection always scored them); on other
     model kinds one :func:`tpv.evaluate_many` call per scorer call
-    (:func:`tpv.bench.experiments.cross_origin.score_together`, with the cell's scoring settings).
+    (:func:`tpv.bench.experiments._common.score_together`, with the cell's scoring settings).
     """
     import dataclasses
 
@@ -129,8 +132,6 @@ def _selection_scorer(
             batch_size=int(ev["eval_batch_size"]),
             max_length=int(ev["max_length"]),
         )
-    from tpv.bench.experiments.cross_origin import score_together
-
     accuracy = dataclasses.replace(spec, metric="accuracy")
 
     def together(prompts: torch.Tensor) -> torch.Tensor:
@@ -221,60 +222,59 @@ def _select(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Map
     return CellOutput(metrics, artifacts)
 
 
-def _fewshot(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Mapping[str, Any]) -> CellOutput:
-    """Train a target on k examples per class from one init (k = 0: score the init as it is)."""
+def _prepare_fewshot(params: Mapping[str, Any], inputs: Mapping[str, CellInput], model: Any, tok: Any) -> Tuning:
+    """A target's k shots per class, from one init; at k = 0 a tuning that does not tune (the init is scored)."""
     from tpv.tasks import few_shot
 
-    start = time.perf_counter()
-    model = load_cell_model(params["model"])
-    tok = cached_tokenizer(params["model"]["name"])
     origin = build_origin(model, params["prompt"], params["seed"])
     spec, train, validation, test = cell_data(params["target"], params["data"])
     init_name = params["init"]
-    init: Origin | TaskPromptVector
-    if init_name == "random":
-        init = origin
-    elif init_name == "spot_multi":
-        init = vector_from(inputs["init"].artifacts[CELL_VECTOR_FILE])
-    else:
-        init = vector_from(inputs["init"].artifacts[f"init-{init_name}.safetensors"])
+    vector: TaskPromptVector | None = None  # None: the random origin itself
+    if init_name == "spot_multi":
+        vector = vector_from(inputs["init"].artifacts[CELL_VECTOR_FILE])
+    elif init_name != "random":
+        vector = vector_from(inputs["init"].artifacts[f"init-{init_name}.safetensors"])
+    init: Origin | TaskPromptVector = origin if vector is None else vector
+    state: dict[str, Any] = {"spec": spec, "test": test}
     k = int(params["shots"])
-    info: dict[str, Any] = {}
-    prompt: torch.Tensor | None
     if k == 0:
-        prompt = init.tensor if init_name == "random" else init.apply_to(origin)  # type: ignore[union-attr]
+        state["model"] = model
+        state["prompt"] = origin.tensor if vector is None else vector.apply_to(origin)
+        return Tuning([], [], spec.label_words, init, origin, params["train"], spec.name, spec.metric, state,
+                      tunes=False)  # fmt: skip
+    shots = few_shot(train, k, seed=int(params["seed"]), allow_fewer=True)
+    return Tuning(shots, validation if params["validate"] else [], spec.label_words, init, origin, params["train"],
+                  spec.name, spec.metric, state)  # fmt: skip
+
+
+def _finish_fewshot(params: Mapping[str, Any], tuning: Tuning, result: Any, tok: Any, start: float) -> CellOutput:
+    """Score the trained prompt (or, at k = 0, the init) on the target's test set."""
+    spec, test = tuning.state["spec"], tuning.state["test"]
+    if result is None:
+        score = score_prompt(tuning.state["model"], tok, tuning.state["prompt"], test, spec, params["eval"])
     else:
-        shots = few_shot(train, k, seed=int(params["seed"]), allow_fewer=True)
-        _vector, result, info = tune(
-            model,
-            tok,
-            shots,
-            validation if params["validate"] else [],
-            spec.label_words,
-            init=init,
-            origin=origin,
-            options=params["train"],
-            task=spec.name,
-            metric=spec.metric,
-        )
-        model, prompt = result.model, None
-    score = score_prompt(model, tok, prompt, test, spec, params["eval"])
+        score = score_prompt(result.model, tok, None, test, spec, params["eval"])
     return CellOutput(
         {
             "target": spec.name,
             "metric": spec.metric,
-            "init": init_name,
-            "shots": k,
+            "init": params["init"],
+            "shots": int(params["shots"]),
             "seed": params["seed"],
             "test": score,
-            "train": info,
+            "train": train_info(result) if result is not None else {},
             "seconds": time.perf_counter() - start,
         }
     )
 
 
+FEWSHOT = TrainingCell(_prepare_fewshot, _finish_fewshot)
+"""The ``fewshot`` cell: train a target on k examples per class from one init (k = 0: score the init as it is;
+packable)."""
+
+
 KINDS = (
-    CellKind("mixture", _mixture, version=1),
+    MIXTURE.kind("mixture", version=1),
     CellKind("select", _select, version=1),
-    CellKind("fewshot", _fewshot, version=1),
+    FEWSHOT.kind("fewshot", version=1),
 )

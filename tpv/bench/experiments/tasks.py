@@ -18,7 +18,9 @@ instruction               ``task_instruction``: a manual instruction naming the 
 
 Both arms score the same test examples (the engine's stratified cap of ``data.max_test``) by rank classification
 over the task's label words. The report gives, per task, the zero-shot and tuned scores of each arm, the change,
-the binomial standard error of the tuned score and the majority-class share of the test set.
+the binomial standard error of the tuned score and the majority-class share of the test set. ``source`` and
+``task_instruction`` are :class:`~tpv.bench.experiments._common.TrainingCell` s: with ``runtime.pack`` the tunings of
+one model train together (``tpv.train_many``; each instruction keeps its own prompt length).
 
 Ported from ``benchmarks/bench_tasks.py`` (removed; ``git show 1232ac3:benchmarks/bench_tasks.py``), which produced
 the committed ``benchmarks/results/tasks_tuned_vs_zeroshot.{json,md}``: its measurement is the instruction arm
@@ -34,10 +36,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tpv.bench.cells import Cell, CellInput, CellKind, CellOutput, make_cell
+from tpv.bench.cells import Cell, CellInput, CellOutput, make_cell
 from tpv.bench.experiments._common import (
+    TrainingCell,
+    Tuning,
     binomial_se,
-    cached_tokenizer,
     cell_data,
     check_task,
     common_params,
@@ -48,8 +51,8 @@ from tpv.bench.experiments._common import (
     score_prompt,
     source_cell,
     train_cost,
+    train_info,
     train_steps,
-    tune,
     validation_evals,
 )
 from tpv.bench.report import Report, Table
@@ -135,39 +138,46 @@ def _instruction_cell(config: Config, task: str) -> Cell:
 # =============================================================================================================
 
 
-def _instruction(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Mapping[str, Any]) -> CellOutput:
-    """Score the instruction as an untuned text-init prompt, tune it with tpv.train, score it again."""
+def _prepare_instruction(params: Mapping[str, Any], inputs: Mapping[str, CellInput], model: Any, tok: Any) -> Tuning:
+    """The instruction as a text-init origin of its token count, scored untuned (zero-shot) on a model of its own."""
     from tpv.adapters import make_origin
 
-    start = time.perf_counter()
-    tok = cached_tokenizer(params["model"]["name"])
     spec, train_set, validation, test = cell_data(params["task"], params["data"])
     text = params["instruction"] + "\n"
     n_tokens = len(tok(text, add_special_tokens=False)["input_ids"])
-    model = load_cell_model(params["model"])
     origin = make_origin(model, "text", num_virtual_tokens=n_tokens, text=text, tokenizer=tok)
     opts = params["train"]
-    zero = score_prompt(model, tok, origin.tensor, test, spec, opts)
-    model = load_cell_model(params["model"])  # a fresh model: scoring wrapped the first one
-    _vector, result, info = tune(model, tok, train_set, validation, spec.label_words, init=origin, origin=origin,
-                                 options=opts, task=spec.name, metric=spec.metric)  # fmt: skip
-    tuned = score_prompt(result.model, tok, None, test, spec, opts)
+    # a fresh model: scoring wraps the model it is given, and ``model`` is the one tuned (alone or in a pack)
+    zero = score_prompt(load_cell_model(params["model"]), tok, origin.tensor, test, spec, opts)
+    return Tuning(train_set, validation, spec.label_words, origin, origin, opts, spec.name, spec.metric,
+                  state={"spec": spec, "test": test, "n_tokens": n_tokens, "zero_shot": zero})  # fmt: skip
+
+
+def _finish_instruction(params: Mapping[str, Any], tuning: Tuning, result: Any, tok: Any, start: float) -> CellOutput:
+    """Score the tuned instruction prompt on the test set, beside its zero-shot score."""
+    spec, test, zero = tuning.state["spec"], tuning.state["test"], tuning.state["zero_shot"]
+    tuned = score_prompt(result.model, tok, None, test, spec, params["train"])
     metrics = {
         "task": spec.name,
         "metric": spec.metric,
         "instruction": params["instruction"],
-        "virtual_tokens": n_tokens,
+        "virtual_tokens": tuning.state["n_tokens"],
         "zero_shot": zero,
         "tuned": tuned,
         "delta": tuned - zero,
         "n_test": len(test),
-        "n_validation": len(validation),
-        "n_train": len(train_set),
+        "n_validation": len(tuning.validation),
+        "n_train": len(tuning.train),
         "curve": [[int(e["step"]), float(e["score"])] for e in result.evals],
-        "train": info,
+        "train": train_info(result),
         "seconds": time.perf_counter() - start,
     }
     return CellOutput(metrics)
+
+
+INSTRUCTION = TrainingCell(_prepare_instruction, _finish_instruction)
+"""The ``task_instruction`` cell: score the instruction as an untuned text-init prompt, tune it with ``tpv.train``
+from there, score it again (packable: the instructions of one model train together, each its own length)."""
 
 
 # =============================================================================================================
@@ -285,4 +295,4 @@ class _Tasks:
 
 EXPERIMENT = _Tasks()
 """The tasks experiment (``tpv bench run tasks``)."""
-KINDS = (CellKind("task_instruction", _instruction, version=1),)
+KINDS = (INSTRUCTION.kind("task_instruction", version=1),)

@@ -22,7 +22,9 @@ cells                              what they measure (the target's test score)
 =================================  ====================================================================================
 
 The report gives each method's test score and the share of the ``random`` -> ``tuned`` gap it recovers, one row
-per task and direction, and the tunings' validation and test scores.
+per task and direction, and the tunings' validation and test scores. The ``xfer_tune`` cells are
+:class:`~tpv.bench.experiments._common.TrainingCell` s: with ``runtime.pack`` the tunings of one model train
+together (``tpv.train_many``).
 
 Ported from ``benchmarks/bench_transfer.py`` (removed; ``git show 1232ac3:benchmarks/bench_transfer.py``), which
 produced the committed ``benchmarks/results/transfer*.json``. Every method it measured is here (its columns
@@ -57,6 +59,8 @@ from typing import TYPE_CHECKING, Any
 
 from tpv.bench.cells import Cell, CellInput, CellKind, CellOutput, make_cell
 from tpv.bench.experiments._common import (
+    TrainingCell,
+    Tuning,
     cached_tokenizer,
     cell_data,
     check_task,
@@ -66,8 +70,8 @@ from tpv.bench.experiments._common import (
     pct,
     score_prompt,
     train_cost,
+    train_info,
     train_steps,
-    tune,
     validation_evals,
 )
 from tpv.bench.report import Report, Table
@@ -237,15 +241,17 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _tune(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Mapping[str, Any]) -> CellOutput:
-    """Tune one prompt on one model (tpv.train, best validation kept); score it on that model's test set."""
-    start = time.perf_counter()
-    model = load_cell_model(params["model"])
-    tok = cached_tokenizer(params["model"]["name"])
+def _prepare_tune(params: Mapping[str, Any], inputs: Mapping[str, CellInput], model: Any, tok: Any) -> Tuning:
+    """A tuning on one model: the task's data, from the cell's origin (the instruction's text or first-n-vocab)."""
     origin = _origin(model, tok, params["prompt"], params["seed"])
     spec, train_set, validation, test = cell_data(params["task"], params["data"])
-    vector, result, info = tune(model, tok, train_set, validation, spec.label_words, init=origin, origin=origin,
-                                options=params["train"], task=spec.name, metric=spec.metric)  # fmt: skip
+    return Tuning(train_set, validation, spec.label_words, origin, origin, params["train"], spec.name, spec.metric,
+                  state={"spec": spec, "test": test, "origin": origin})  # fmt: skip
+
+
+def _finish_tune(params: Mapping[str, Any], tuning: Tuning, result: Any, tok: Any, start: float) -> CellOutput:
+    """Score the tuned prompt on the model's test set; the prompt is the cell's artifact."""
+    spec, test, origin = tuning.state["spec"], tuning.state["test"], tuning.state["origin"]
     score = score_prompt(result.model, tok, None, test, spec, params["train"])
     metrics = {
         "task": spec.name,
@@ -255,12 +261,17 @@ def _tune(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Mappi
         "init": params["prompt"]["init"],
         "test": score,
         "n_test": len(test),
-        "n_validation": len(validation),
+        "n_validation": len(tuning.validation),
         "curve": [[int(e["step"]), float(e["score"])] for e in result.evals],
-        "train": info,
+        "train": train_info(result),
         "seconds": time.perf_counter() - start,
     }
-    return CellOutput(_plain(metrics), {PROMPT_FILE: _prompt_bytes(vector.apply_to(origin))})
+    return CellOutput(_plain(metrics), {PROMPT_FILE: _prompt_bytes(result.vector.apply_to(origin))})
+
+
+TUNE = TrainingCell(_prepare_tune, _finish_tune)
+"""The ``xfer_tune`` cell: tune one prompt on one model (``tpv.train``, best validation kept), score it on that
+model's test set (packable: the tunings of one model train together)."""
 
 
 def _reference(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Mapping[str, Any]) -> CellOutput:
@@ -462,7 +473,7 @@ class _Transfer:
 EXPERIMENT = _Transfer()
 """The transfer experiment (``tpv bench run transfer``)."""
 KINDS = (
-    CellKind("xfer_tune", _tune, version=1),
+    TUNE.kind("xfer_tune", version=1),
     CellKind("xfer_ref", _reference, version=1),
     CellKind("xfer_move", _move, version=1),
 )
