@@ -179,7 +179,9 @@ def generate_predictions(
 
 
 def plain_pipeline(model: Any, tok: Any, origin: Any, train: list[Any], val: list[Any], words: tuple[str, ...],
-                   args: argparse.Namespace, mem: PeakRSS, dims: dict[str, int]) -> dict[str, Any]:  # fmt: skip
+                   args: argparse.Namespace, mem: PeakRSS, dims: dict[str, int],
+                   generate_eval: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Train ``args.steps`` steps with PEFT + ``Trainer`` (and, with ``generate_eval``, score ``val`` by generation)."""
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from tpv.adapters import init_prompt_tuning
@@ -241,7 +243,7 @@ def plain_pipeline(model: Any, tok: Any, origin: Any, train: list[Any], val: lis
             t0 = time.perf_counter()
             out = trainer.train()
             seconds = time.perf_counter() - t0
-    steady = timer.times[2:]  # drop the first step (warm-up)
+    steady = timer.times[2:] if len(timer.times) > 3 else timer.times  # drop the first step (warm-up) if we can
     steady_s = (steady[-1] - steady[0]) / max(1, len(steady) - 1)
     seq = args.plain_length + origin.num_virtual_tokens
     flops = step_flops(dims, 0, [seq] * args.batch_size, head=dims["vocab"] * seq * args.batch_size)
@@ -254,6 +256,9 @@ def plain_pipeline(model: Any, tok: Any, origin: Any, train: list[Any], val: lis
         "flops_per_step": flops,
         "achieved_gflops": flops / steady_s / 1e9,
     }
+    record["model"] = peft_model
+    if not generate_eval:
+        return record
     # evaluation: generate + exact match, left padding, batches of gen_batch_size
     mem_eval: dict[str, Any] = {}
     with mem.phase(mem_eval):
@@ -271,7 +276,6 @@ def plain_pipeline(model: Any, tok: Any, origin: Any, train: list[Any], val: lis
         "peak_gpu_mb": mem_eval.get("peak_gpu_mb", 0.0),
         "cpu_seconds": mem_eval["cpu_seconds"],
     }
-    record["model"] = peft_model
     return record
 
 

@@ -103,3 +103,17 @@ def test_transfer_runs_every_method_and_resumes(
     again = run(config, tmp_path, layers=layers)
     assert again.executed == [] and len(again.finished) == 12
     assert counting == {"xfer_tune": 3, "xfer_ref": 2, "xfer_move": 7}
+
+
+def test_perf_table_of_the_many_benchmark_reads_every_k_and_target() -> None:
+    """perf's table of bench_many's JSON has, per K, the packed rate and speed-ups the JSON holds, and the targets."""
+    from tpv.bench.experiments.perf import _many_rows
+
+    doc = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/many-bf16.json").read_text())
+    rows = _many_rows(doc)
+    for r in doc["rows"]:
+        got = {measure: value for setup, measure, value in rows if setup == f"K={r['k']}"}
+        assert got["packed job-steps/s"] == r["packed"]["job_steps_per_s"]
+        assert got["speed-up vs sequential"] == r["speedup_vs_sequential"]
+        assert got["packed peak rise (MiB)"] == r["packed"]["peak_rise_bytes"] / 2**20
+    assert sum(1 for setup, _m, _v in rows if setup == "target") == len(doc["targets"])

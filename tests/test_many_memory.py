@@ -33,10 +33,11 @@ def test_job_bytes_grows_with_rows_tokens_and_model_size(tiny: Any) -> None:
     assert mm.job_bytes(llama.config, 4, 10) == 4 * one
     assert mm.job_bytes(llama.config, 1, 30) == 3 * one
     cfg = llama.config
-    per_token = cfg.num_hidden_layers * (4 * cfg.hidden_size + 2 * cfg.intermediate_size) * 4
+    a, b = mm.ACTIVATION_FLOATS
+    per_token = cfg.num_hidden_layers * (a * cfg.hidden_size + b * cfg.intermediate_size) * 4
     assert one == 10 * per_token
     layers = t5.config.num_layers + t5.config.num_decoder_layers
-    assert mm.job_bytes(t5.config, 1, 1) == layers * (4 * t5.config.d_model + 2 * t5.config.d_ff) * 4
+    assert mm.job_bytes(t5.config, 1, 1) == layers * (a * t5.config.d_model + b * t5.config.d_ff) * 4
 
 
 def test_pack_size_from_the_budget_and_results_as_given(tiny: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,9 +6,10 @@ jobs. With ``pack_size=None``, :func:`auto_pack_size` fits the pack to a budget:
 * the **budget** (:func:`memory_budget`): 80 % of the free memory of a CUDA device, or half of the memory the
   operating system reports available (``MemAvailable`` in ``/proc/meminfo``) on a CPU;
 * a **job's estimate** (:func:`job_bytes`): its micro-batch's tokens (``batch_size`` rows of the prompt and its
-  longest training text) times :data:`ACTIVATION_FLOATS` per token and layer. On SmolLM2-135M (fp32, CPU, batch 8,
-  50 virtual tokens, Rotten Tomatoes) a job added about 150 MiB to the peak; the estimate says 604 MiB, a margin
-  for longer batches and other models.
+  longest training text) times :data:`ACTIVATION_FLOATS` per token and layer. On SmolLM2-135M (CPU, batch 8, 50
+  virtual tokens, Rotten Tomatoes texts of up to 67 tokens) each job added about 390 MiB to a pack's peak in fp32
+  and 510 MiB in bf16 autocast (packs of 4 to 16 jobs, ``benchmarks/bench_many.py``); the estimate says 1.1 GiB,
+  a margin for other models and allocators.
 
 Running out anyway gives one :class:`~tpv.errors.TrainingError` naming ``pack_size`` (:func:`is_out_of_memory`).
 """
@@ -25,8 +26,8 @@ import torch
 
 __all__ = ["ACTIVATION_FLOATS", "auto_pack_size", "is_out_of_memory", "job_bytes", "memory_budget", "peak_memory"]
 
-ACTIVATION_FLOATS = (4, 2)
-"""Floats kept per token and layer for the backward pass: ``4 * hidden + 2 * intermediate`` (4 bytes each)."""
+ACTIVATION_FLOATS = (8, 4)
+"""Floats kept per token and layer for the backward pass: ``8 * hidden + 4 * intermediate`` (4 bytes each)."""
 
 _CUDA_SHARE = 0.8
 _CPU_SHARE = 0.5

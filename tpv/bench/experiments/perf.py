@@ -228,13 +228,40 @@ def _search_rows(result: Any) -> list[list[Any]]:
     return rows or _generic_perf_rows(result)
 
 
+def _many_rows(result: Any) -> list[list[Any]]:
+    """Packed ``train_many`` / ``evaluate_many`` against sequential ``train`` / ``evaluate``, per number of jobs K."""
+    rows: list[list[Any]] = []
+    for row in _get(result, "rows") or []:
+        if not isinstance(row, Mapping) or "k" not in row:
+            continue
+        setup = f"K={row['k']}"
+        measures = [
+            ("packed job-steps/s", _get(row, "packed", "job_steps_per_s")),
+            ("sequential job-steps/s", _get(row, "sequential", "job_steps_per_s")),
+            ("speed-up vs sequential", row.get("speedup_vs_sequential")),
+            ("speed-up vs PEFT + Trainer", row.get("speedup_vs_peft")),
+            ("packed share of matmul FLOP/s", _get(row, "packed", "matmul_share")),
+            ("packed peak rise (MiB)", _mib(_get(row, "packed", "peak_rise_bytes"))),
+            ("eval speed-up (evaluate_many vs evaluate)", _get(row, "eval", "speedup")),
+        ]
+        rows += [[setup, k, v] for k, v in measures if v is not None]
+    for target in _get(result, "targets") or []:
+        if isinstance(target, Mapping):
+            rows.append(["target", str(target.get("target")), f"{target.get('measured')} ({target.get('status')})"])
+    return rows or _generic_perf_rows(result)
+
+
+def _mib(value: Any) -> float | None:
+    return value / 2**20 if isinstance(value, int | float) else None
+
+
 def _generic_perf_rows(result: Any) -> list[list[Any]]:
     if isinstance(result, Mapping):  # the numbers, not the script's own config and environment records
         result = {k: v for k, v in result.items() if k not in ("command", "config", "environment")}
     return [["", name, value] for name, value in _flatten(result)]
 
 
-_PERF_ROWS = {"engine": _engine_rows, "search": _search_rows}
+_PERF_ROWS = {"engine": _engine_rows, "search": _search_rows, "many": _many_rows}
 
 
 def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
