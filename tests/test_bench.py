@@ -23,7 +23,7 @@ from tpv.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "benchmarks" / "configs"
 EXPERIMENT_CONFIGS = ("sources", "cross_origin", "fewshot", "similarity", "perf", "calibration", "tasks", "transfer")
-OVERLAYS = ("gpu", "mini", "tiny", "gemma", "cuda", "gpu-smoke")
+OVERLAYS = ("gpu", "mini", "tiny", "gemma", "cuda", "gpu-smoke", "many")
 
 FAKE_BENCH = """
 import argparse, json
@@ -68,13 +68,9 @@ def test_configs_cannot_name_scripts_outside_the_benchmarks_folder(
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Llama and its tokenizer saved as a plain Hugging Face folder (loaded by path)."""
-    from tiny_models import build_tiny
+    from tiny_models import save_tiny
 
-    folder = tmp_path_factory.mktemp("tiny") / "tiny-llama"
-    model, tokenizer = build_tiny("llama", seed=0)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny("llama", tmp_path_factory.mktemp("tiny") / "tiny-llama")
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tiny_models import save_tiny
 
 from tpv.bench import config as bench_config
 from tpv.bench.api import run
@@ -56,33 +56,16 @@ def _shipped_configs(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Llama and its tokenizer saved as a plain Hugging Face folder (loaded by path)."""
-    from tiny_models import build_tiny
-
-    folder = tmp_path_factory.mktemp("tiny") / "tiny-llama"
-    model, tokenizer = build_tiny("llama", seed=0)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny("llama", tmp_path_factory.mktemp("tiny") / "tiny-llama")
 
 
 @pytest.fixture(scope="module")
 def tiny_gemma_dir(tiny_model_dir: Path) -> Path:
     """A tiny random Gemma-3 and its tokenizer beside the tiny Llama (the transfer experiment's target)."""
-    from tiny_models import build_tiny
-
-    folder = tiny_model_dir.parent / "tiny-gemma3"
-    model, tokenizer = build_tiny("gemma3", seed=0)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny("gemma3", tiny_model_dir.parent / "tiny-gemma3")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(experiment: str, model_dir: Path, *extra: str) -> tuple[Config, list[Any]]:

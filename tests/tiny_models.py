@@ -18,6 +18,7 @@ tokens, so sentiment-style data can be tokenized and scored.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -204,3 +205,11 @@ def learnable(tiny: Any, kind: str = "llama") -> tuple[Any, Any]:
             if p.ndim >= 2:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
     return model, tokenizer
+
+
+def save_tiny(kind: TinyKind, folder: Path, seed: int = 0) -> Path:
+    """``build_tiny(kind, seed)`` saved as a plain Hugging Face folder (model and tokenizer), loadable by path."""
+    model, tokenizer = build_tiny(kind, seed=seed)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

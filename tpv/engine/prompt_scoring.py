@@ -68,6 +68,9 @@ class RankClassifier:
     :meth:`label_logits` gives the per-example class logits both scorers rank.
     """
 
+    default_share_prefix: bool | None = None
+    """How prompts enter a pass unless ``label_logits`` says: ``None`` shares them as a prefix on a CPU only."""
+
     def __init__(
         self,
         model: Any,
@@ -96,7 +99,7 @@ class RankClassifier:
         self.model = model
         self.batch_size = batch_size
         self.sort_by_length = bool(sort_by_length)
-        self.share_prefix: bool | None = None
+        self.share_prefix: bool | None = self.default_share_prefix
         embed = model.get_input_embeddings()
         self.token_dim = int(embed.weight.shape[1])
         self._device = embed.weight.device
@@ -262,31 +265,7 @@ class SequentialPromptScorer(RankClassifier):
         precision: ``"fp32"`` (default), ``"bf16"`` or ``"auto"``.
     """
 
-    def __init__(
-        self,
-        model: Any,
-        tokenizer: Any,
-        texts: Sequence[str],
-        labels: Sequence[int],
-        label_words: Sequence[str],
-        batch_size: int = 8,
-        *,
-        max_length: int | None = None,
-        sort_by_length: bool = True,
-        precision: str = "fp32",
-    ) -> None:
-        super().__init__(
-            model,
-            tokenizer,
-            texts,
-            labels,
-            label_words,
-            batch_size,
-            max_length=max_length,
-            sort_by_length=sort_by_length,
-            precision=precision,
-        )
-        self.share_prefix = False
+    default_share_prefix = False
 
     def __call__(self, prompts: torch.Tensor) -> torch.Tensor:
         """Accuracy of each candidate prompt, shape ``(c,)``, computed one candidate after the other."""
