@@ -51,12 +51,12 @@ from torch import nn
 
 from tpv.engine.data import Encoded, collate
 from tpv.engine.evaluation import _autocast
-from tpv.engine.heads import _replaced, head_path, with_own_head
+from tpv.engine.heads import _replaced, head_path
 from tpv.engine.scoring import cache_kwargs, infer_kind
 from tpv.errors import ConfigError
 from tpv.models import unwrap_model
 
-__all__ = ["Group", "PackedScorer", "ScoreSet", "input_prompt", "job_head", "score_sets", "with_own_head"]
+__all__ = ["Group", "PackedScorer", "ScoreSet", "input_prompt", "job_head", "score_sets"]
 
 SUPPORTED_KINDS = ("causal-lm", "seq2seq", "seq-cls")
 """Model kinds :class:`PackedScorer` packs (seq-cls: models whose head reads the first position, see
