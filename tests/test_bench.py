@@ -455,7 +455,8 @@ def test_calibration_runs_every_part_with_references(tiny_model_dir: Path, tmp_p
     """calibration plans untuned, sweep, default, LoRA and variant cells; the report has a row per setting."""
     extra = ["calibration.tasks=[rotten_tomatoes]", "calibration.lrs=[0.01,0.3]",
              "calibration.variant_tasks=[rotten_tomatoes]", "prompt.origins=[0]", "calibration.lora.lr=0.01",
-             "train.eval_every=7", "train.steps=21"]  # fmt: skip
+             "train.eval_every=7", "train.steps=21", "calibration.step_budgets=[28]",
+             "calibration.budget_tasks=[rotten_tomatoes]"]  # fmt: skip
     config, layers = tiny_config("calibration", tiny_model_dir, *extra)
     summary = run(config, tmp_path, layers=layers)
     assert summary.ok, summary.failed
@@ -464,10 +465,10 @@ def test_calibration_runs_every_part_with_references(tiny_model_dir: Path, tmp_p
     counts: dict[str, int] = {}
     for c in summary.cells:
         counts[c.kind] = counts.get(c.kind, 0) + 1
-    assert counts == {"calib_untuned": 1, "calib_prompt": 3 + len(variants), "calib_lora": 1}
+    assert counts == {"calib_untuned": 1, "calib_prompt": 4 + len(variants), "calib_lora": 1}
     data = _read_report(tmp_path, "calibration-tiny")
     rows = {(r["setting"], r["task"]): r for r in data["summary"]["calibration"]["rows"]}
-    assert set(rows) == {(s, "rotten_tomatoes") for s in ("lr=0.01", "lr=0.3", "default", *variants)}
+    assert set(rows) == {(s, "rotten_tomatoes") for s in ("lr=0.01", "lr=0.3", "default", *variants, "steps=28")}
     assert rows[("lr=0.3", "rotten_tomatoes")]["lr"] == pytest.approx(0.3)
     assert rows[("default", "rotten_tomatoes")]["lr"] != pytest.approx(0.01)
     assert all(math.isfinite(r["norm_ratio"]) and r["steps_to_95"] for r in rows.values())
@@ -475,6 +476,7 @@ def test_calibration_runs_every_part_with_references(tiny_model_dir: Path, tmp_p
     assert cal["untuned"]["rotten_tomatoes"]["n"] == 1 and cal["lora"]["rotten_tomatoes"]["n"] == 1
     report = tmp_path / "calibration-tiny"
     assert (report / "lr_sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert (report / "steps.png").read_bytes()[:4] == b"\x89PNG"  # the defaults at 21 and 28 steps
     assert (report / "curve_rotten_tomatoes.png").read_bytes()[:4] == b"\x89PNG"
     assert "LoRA r=8 (test)" in (report / "results.md").read_text()
 

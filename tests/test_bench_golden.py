@@ -38,6 +38,8 @@ CASES: dict[str, tuple[str, ...]] = {
         "calibration.lora.lr=0.01",
         "train.eval_every=7",
         "train.steps=21",
+        "calibration.step_budgets=[28]",
+        "calibration.budget_tasks=[rotten_tomatoes]",
     ),
 }
 VOLATILE = frozenset({"seconds", "steps_per_second", "train_seconds", "elapsed_s", "finished_at", "host", "device"})

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 __all__ = [
     "CalibrationPart",
@@ -234,7 +234,7 @@ class PerfSection(_Section):
         return value
 
 
-CalibrationPart = Literal["untuned", "sweep", "default", "lora", "variants"]
+CalibrationPart = Literal["untuned", "sweep", "default", "lora", "variants", "steps"]
 
 
 class CalibrationVariant(_Section):
@@ -279,6 +279,12 @@ class CalibrationSection(_Section):
         default_factory=dict, description="Named settings run at sweep_seeds on variant_tasks (one factor each)."
     )
     variant_tasks: list[str] | None = Field(None, description="Tasks of the variants (default: all tasks).")
+    step_budgets: list[PositiveInt] = Field(
+        default_factory=list,
+        description="The steps study: the defaults trained for each of these step budgets (the schedule spans the "
+        "budget), at sweep_seeds on budget_tasks; with the default budget (train.steps) they show convergence.",
+    )
+    budget_tasks: list[str] | None = Field(None, description="Tasks of the steps study (default: all tasks).")
     lora: dict[str, Any] = Field(
         default_factory=lambda: {"r": 8, "alpha": 16, "lr": 0.001},
         description="The LoRA reference: r, alpha, lr (on q/k/v/o projections), same data, steps and scoring.",

@@ -11,6 +11,7 @@ part              cells
 ``lora``          LoRA (PEFT, r=8 on q/k/v/o) with the same data, steps, loss and scoring: what moving weights
                   reaches at the same budget
 ``variants``      one factor changed at a time: optimizer, origin init, schedule and warmup
+``steps``         the defaults at each budget of ``calibration.step_budgets`` (is the default budget enough?)
 ================  ==========================================================================================
 
 Each prompt cell records the validation curve (every ``train.eval_every`` steps), the test score of the kept
@@ -153,12 +154,21 @@ def _variant_cells(config: Config) -> list[Cell]:
     ]
 
 
+def _budget_cells(config: Config) -> list[Cell]:
+    cal, defaults = config.calibration, _default_options(config)
+    return [
+        _prompt_cell(config, task, seed, f"steps={steps}", {**defaults, "steps": steps})
+        for steps, task, seed in itertools.product(cal.step_budgets, cal.budget_tasks or cal.tasks, cal.sweep_seeds)
+    ]
+
+
 _PARTS = {
     "untuned": _untuned_cells,
     "sweep": _sweep_cells,
     "lora": _lora_cells,
     "default": _default_cells,
     "variants": _variant_cells,
+    "steps": _budget_cells,
 }
 """Each part's cells, in plan order."""
 
@@ -389,7 +399,7 @@ class _Calibration:
 
     def _settings(self, config: Config) -> list[str]:
         cal = config.calibration
-        return [f"lr={lr:g}" for lr in cal.lrs] + ["default", *cal.variants]
+        return [f"lr={lr:g}" for lr in cal.lrs] + ["default", *cal.variants, *(f"steps={n}" for n in cal.step_budgets)]
 
     def _plots(self, config: Config, prompts: list[dict[str, Any]], untuned: list[dict[str, Any]],
                loras: list[dict[str, Any]], report_dir: Path) -> list[str]:  # fmt: skip
@@ -406,6 +416,19 @@ class _Calibration:
                     curves[task] = [(lr, summarize(v).mean, summarize(v).std) for lr, v in by_lr.items()]
             path = plot_curves(curves, report_dir / "lr_sweep.png", title="Prompt tuning: test score vs learning rate",
                                xlabel="peak learning rate (AdamW)", ylabel="test score (%)", xscale="log")  # fmt: skip
+            figures.append(path.name)
+        budgets: dict[str, list[tuple[float, float, float]]] = {}
+        for task in config.calibration.tasks:
+            by_steps: dict[int, list[float]] = {}
+            for m in prompts:
+                if m["task"] == task and (m["setting"] == "default" or m["setting"].startswith("steps=")):
+                    by_steps.setdefault(int(m["steps"]), []).append(float(m["test"]))
+            if len(by_steps) > 1:
+                budgets[task] = [(float(n), summarize(v).mean, summarize(v).std) for n, v in sorted(by_steps.items())]
+        if budgets:
+            title = "Prompt tuning with the defaults: test score vs step budget"
+            path = plot_curves(budgets, report_dir / "steps.png", title=title, xlabel="steps (batch 8)",
+                               ylabel="test score (%)", xscale="linear")  # fmt: skip
             figures.append(path.name)
         for task in config.calibration.tasks:
             curves = {}
