@@ -278,6 +278,24 @@ def test_guard_warns_when_validation_stays_at_chance(tiny: Any) -> None:
     assert good.best_score == 1.0 and good.warnings == []
 
 
+@pytest.mark.parametrize(
+    ("rule", "suggested", "not_suggested"),
+    [("given", ["lr='auto'", "lr='range-test'"], []), ("auto", ["lr='range-test'", "higher lr (e.g. 0.03)"],
+     ["lr='auto'"]), ("range-test", ["lr='auto'", "more steps"], ["lr='range-test'"])],
+)  # fmt: skip
+def test_guard_suggests_what_the_run_did_not_try(rule: str, suggested: list[str], not_suggested: list[str]) -> None:
+    """A run stuck at chance is told to try the learning-rate rules it did not use, never the one it used."""
+    from tpv.engine.guard import run_warnings
+
+    evals = [{"accuracy": 0.5}]
+    (stuck,) = run_warnings(norm_ratio=0.5, evals=evals, validation_labels=[0, 1] * 50, lr=0.01, rule=rule, steps=20)
+    fix = stuck.split("Fix: ")[1]
+    assert all(s in fix for s in suggested) and not any(s in fix for s in not_suggested), fix
+    hot = run_warnings(norm_ratio=9.0, evals=evals, validation_labels=[0, 1] * 50, lr=0.3, rule=rule, steps=20)
+    assert len(hot) == 2 and all("lower lr (e.g. 0.03)" in w for w in hot)
+    assert ("lr='auto'" in hot[0].split("Fix: ")[1]) is (rule != "auto")
+
+
 def test_lora_reference_trains_and_scores_like_the_engine(tiny: Any) -> None:
     """train_lora learns the toy task through LoRA on q/k/v/o, keeps its best weights, and scores by evaluate."""
     from tpv.engine.lora import train_lora

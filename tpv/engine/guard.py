@@ -61,22 +61,31 @@ def run_warnings(
         found.append(
             f"the prompt ended {norm_ratio:.1f}x its origin's norm away from the origin (more than "
             f"{NORM_RATIO_LIMIT:g}x): it left the scale of the model's embeddings, so its vector is mostly noise "
-            f"the model learned to tolerate. Likely cause: {lr_text} is too high for this model. Fix: lr='auto' "
-            f"or a lower lr (e.g. {lr / 10:.3g})"
+            f"the model learned to tolerate. Likely cause: {lr_text} is too high for this model. Fix: "
+            + ("" if rule == "auto" else "lr='auto' or ")
+            + f"a lower lr (e.g. {lr / 10:.3g})"
         )
     if evals:
         chance = majority_rate(validation_labels)
         n = len(validation_labels)
         best = max(float(e["accuracy"]) for e in evals)
         if not above_chance(best, chance, n):
+            too_high = norm_ratio > NORM_RATIO_LIMIT
             cause = (
                 f"{lr_text} is too high (the prompt ended {norm_ratio:.1f}x its origin's norm away)"
-                if norm_ratio > NORM_RATIO_LIMIT
+                if too_high
                 else f"{lr_text} is too low for this model or {steps} steps are too few"
             )
             found.append(
                 f"validation accuracy never rose above chance (best {best:.3f} vs {chance:.3f} for always "
                 f"answering the commonest class, on {n} examples): the prompt did not learn the task. Likely "
-                f"cause: {cause}. Fix: lr='auto' or lr='range-test', or more steps"
+                f"cause: {cause}. Fix: {_fix(rule, lr, too_high)}"
             )
     return found
+
+
+def _fix(rule: str, lr: float, too_high: bool) -> str:
+    """What to try next for a run that never left chance, given how its learning rate was chosen."""
+    other = [f"lr='{r}'" for r in ("auto", "range-test") if r != rule]
+    rate = f"a {'lower' if too_high else 'higher'} lr (e.g. {lr / 10 if too_high else lr * 3:.3g})"
+    return ", ".join([*other, rate]) + ("" if too_high else ", or more steps")
