@@ -321,6 +321,37 @@ def test_fewshot_runs_end_to_end(tiny_model_dir: Path, tmp_path: Path, counting:
     assert "The issue's targets, measured" in md and f"{gain:+.1f} points" in md
 
 
+def test_fewshot_chooses_on_the_k_shots_only(tiny_model_dir: Path, tmp_path: Path, counting: dict[str, int]) -> None:
+    """selection 'shots': one choice per (seed, k) on that cell's k shots; k = 0 by the fixed rules; budget rule."""
+    from tpv.bench.experiments import get_experiment
+    from tpv.bench.experiments.fewshot import fewshot_steps
+
+    extra = ("fewshot.selection=shots", "fewshot.epochs=4", "fewshot.min_steps=1", "fewshot.max_steps=3",
+             "fewshot.merge_methods=[ties,norm_sum]", "fewshot.zero_shot_combination=mean")  # fmt: skip
+    config, layers = tiny_config("fewshot", tiny_model_dir, *extra)
+    cells = {f"{c.kind}/{c.name}": c for c in get_experiment("fewshot").plan(config)}
+    assert {n for n in cells if n.startswith("select")} == {f"select/imdb_reviews/k{k}/o{s}" for k in (0, 2)
+                                                            for s in (0, 1)}  # fmt: skip
+    # the budget rule: ceil(4 epochs x 2 shots x 2 classes / batch 4) = 4 steps, clipped to max_steps 3
+    assert fewshot_steps(config.fewshot, 2, 2, 4) == 3 and fewshot_steps(config.fewshot, 1, 2, 8) == 1
+    assert cells["fewshot/imdb_reviews/tpv/k2/s0"].params["train"]["steps"] == 3
+    assert cells["fewshot/imdb_reviews/tpv_best/k2/s1"].deps == {"init": cells["select/imdb_reviews/k2/o1"].id}
+    summary = run(config, tmp_path, layers=layers)
+    assert summary.ok, summary.failed
+    assert counting == {"source": 4, "mixture": 2, "select": 4, "fewshot": 20}
+    results = {f"select/{c.name}": json.loads((tmp_path / "cells" / c.id / "result.json").read_text())["metrics"]
+               for c in summary.cells if c.kind == "select"}  # fmt: skip
+    zero, two = results["select/imdb_reviews/k0/o0"], results["select/imdb_reviews/k2/o0"]
+    assert zero["selection_examples"] == 0 and zero["validation_accuracy"] == {}
+    assert zero["spot_best"] == "rotten_tomatoes" and zero["tpv_best"] == "merge_mean"  # the first source; the rule
+    assert two["shots"] == 2 and two["selection_examples"] == 4  # 2 shots x 2 classes, nothing else
+    assert "merge_norm_sum" in two["validation_accuracy"]
+    md = (tmp_path / "fewshot-tiny" / "results.md").read_text()
+    assert "Init selection on the k training shots" in md
+    resolved = json.loads((tmp_path / "fewshot-tiny" / "results.json").read_text())["config"]["fewshot"]
+    assert resolved["selection"] == "shots" and resolved["epochs"] == 4
+
+
 def test_similarity_writes_heatmaps(tiny_model_dir: Path, tmp_path: Path) -> None:
     """similarity writes vector and prompt heatmaps and the mean cosines."""
     config, layers = tiny_config("similarity", tiny_model_dir)

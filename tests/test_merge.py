@@ -203,17 +203,30 @@ def test_merge_keeps_metadata_and_float32() -> None:
         assert (m.origin_id, m.base_model, m.shape, m.dtype) == (o.id, "m", (2, 3), torch.float32)
 
 
+def test_norm_sum_keeps_the_sums_direction_at_the_inputs_mean_norm() -> None:
+    """norm_sum is the sum scaled to the mean norm of the weighted inputs; a zero sum stays zero."""
+    a, b = _vec([[3.0, 0.0], [0.0, 0.0]], "a"), _vec([[0.0, 1.0], [0.0, 0.0]], "b")
+    m = merge([a, b], "norm_sum")
+    total = (a + b).tensor
+    assert m.norm() == pytest.approx((3.0 + 1.0) / 2)
+    assert torch.allclose(m.tensor / m.norm(), total / total.norm())
+    weighted = merge([a, b], "norm_sum", [2.0, 1.0])
+    assert weighted.norm() == pytest.approx((6.0 + 1.0) / 2) and dict(weighted.terms) == {"a": 2.0, "b": 1.0}
+    assert torch.count_nonzero(merge([a, -a], "norm_sum").tensor) == 0
+
+
 # -- registry -------------------------------------------------------------------------------------------------
 
 
 def test_registry_entries_are_complete() -> None:
     """Each method knows its name, a summary, valid defaults and (except tpv's own) an arXiv paper."""
-    assert set(MERGE_METHODS) == {"task_arithmetic", "mean", "per_token", "magnitude", "ties", "dare", "dare_ties"}
+    assert set(MERGE_METHODS) == {"task_arithmetic", "mean", "norm_sum", "per_token", "magnitude", "ties", "dare",
+                                  "dare_ties"}  # fmt: skip
     for name, m in MERGE_METHODS.items():
         assert m.name == name and m.summary
         for p in m.params:
             assert p.validate(p.default, method=name) == p.default
-        if name != "per_token":
+        if name not in ("per_token", "norm_sum"):
             assert m.paper is not None and re.fullmatch(r"\d{4}\.\d{5}", m.paper.arxiv)
             assert m.paper.url.endswith(m.paper.arxiv) and m.paper.title in m.paper.cite()
     assert MERGE_METHODS["ties"].paper.arxiv == "2306.01708"  # type: ignore[union-attr]

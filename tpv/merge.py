@@ -12,6 +12,7 @@ method                    what it does                                          
 ========================  =====================================================================  ==========
 ``task_arithmetic``       ``sum_i w_i * v_i``                                                    2212.04089
 ``mean``                  ``sum_i w_i * v_i / sum_i w_i`` (plain average with default weights)   2203.05482
+``norm_sum``              the weighted sum rescaled to ``mean_i ||w_i * v_i||`` (norm-aware)      (tpv)
 ``per_token``             task arithmetic with one weight per vector and prompt row              (tpv)
 ``magnitude``             keep each vector's top ``density`` entries by magnitude, then sum      2306.01708
 ``ties``                  trim to top ``density``, elect a sign per entry, disjoint mean         2306.01708
@@ -21,7 +22,7 @@ method                    what it does                                          
 
 Terms of the result. A vector's terms are the linear composition ``{task: coefficient}``. For the linear
 methods (``task_arithmetic``, ``mean``) the merged terms are exact: ``sum_i w_i * terms_i`` (divided by
-``sum_i w_i`` for ``mean``), the same as the vector algebra gives. For the non-linear methods (``magnitude``,
+``sum_i w_i`` for ``mean``), the same as the vector algebra gives. For the other methods (``norm_sum``, ``magnitude``,
 ``ties``, ``dare``, ``dare_ties``) the values are no longer that linear combination, and the terms hold *the
 weights given*, ``sum_i w_i * terms_i``: read them as "which tasks went in, with which weights", not as an
 exact decomposition. For per-row weights the weight of vector ``i`` in the terms is its mean over rows.
@@ -60,6 +61,7 @@ from tpv.merge_ops import (
     elect_sign,
     magnitude,
     mean_merge,
+    norm_sum,
     per_token,
     task_arithmetic,
     ties,
@@ -82,6 +84,7 @@ __all__ = [
     "merge",
     "merge_record",
     "merge_tensors",
+    "norm_sum",
     "per_token",
     "task_arithmetic",
     "ties",
@@ -276,6 +279,11 @@ MERGE_METHODS: Mapping[str, MergeMethod] = MappingProxyType(
                     "Wortsman et al.",
                 ),
                 linear=True,
+            ),
+            MergeMethod(
+                "norm_sum",
+                norm_sum,
+                "weighted sum rescaled to the mean norm of its weighted terms (the sum at the sources' scale)",
             ),
             MergeMethod(
                 "per_token",

@@ -153,6 +153,29 @@ def mean_merge(stacked: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return total / weights.sum(dim=0).to(total.dtype)[:, None]  # (rows, dim)
 
 
+def norm_sum(stacked: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The weighted sum rescaled to the mean norm of its weighted terms (tpv's norm-aware sum).
+
+    Summing ``n`` vectors of similar norm gives a vector up to ``n`` times longer than any of them, far from the
+    scale a prompt was tuned at; this keeps the sum's direction and gives it ``mean_i ||w_i * v_i||`` (Frobenius
+    norms over the whole prompt). With unit weights: the sum scaled to the inputs' mean norm. A zero sum stays zero.
+
+    Args:
+        stacked: the vectors, shape ``(n, rows, dim)``.
+        weights: shape ``(n,)`` or ``(n, rows)``.
+
+    Returns:
+        The merged values, shape ``(rows, dim)``.
+    """
+    weighted = _weighted_stack(stacked, weights)  # (n, rows, dim)
+    total = weighted.sum(dim=0)  # (rows, dim)
+    norm = torch.linalg.vector_norm(total)
+    if float(norm) == 0.0:
+        return total
+    target = torch.linalg.vector_norm(weighted.flatten(1), dim=1).mean()  # mean over the n terms
+    return total * (target / norm)
+
+
 def per_token(stacked: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Per-token weighted sum: row ``r`` of the result is ``sum_i w[i, r] * v_i[r]``.
 

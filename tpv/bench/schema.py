@@ -148,6 +148,26 @@ class FewShotSection(_Section):
         description="Score target validation examples while few-shot training and keep the best prompt (else the "
         "last): off by default, so a k-shot run sees k examples per class and nothing else.",
     )
+    selection: Literal["validation", "shots"] = Field(
+        "validation",
+        description="What chooses spot_best and tpv_best: 'validation' (the first selection_examples target "
+        "validation examples, one choice per seed) or 'shots' (only the k training shots of each shot count, at "
+        "most selection_examples of them, one choice per seed and k; at k = 0, where there is nothing to choose on, "
+        "spot_best is the target's first source and tpv_best is zero_shot_combination).",
+    )
+    zero_shot_combination: str = Field(
+        "norm_sum",
+        description="selection 'shots': tpv_best at k = 0, 'tpv' (the sum) or a merge method of the sources' "
+        "vectors (norm_sum: the sum at their mean norm; mean; ...).",
+    )
+    epochs: float | None = Field(
+        None,
+        gt=0,
+        description="The few-shot budget rule: steps = ceil(epochs * shots per class * classes / batch_size), "
+        "clipped to [min_steps, max_steps], the same for every init; None: fewshot.train's (or train's) steps.",
+    )
+    min_steps: int = Field(20, ge=1, description="The budget rule's fewest steps.")
+    max_steps: int = Field(200, ge=1, description="The budget rule's most steps.")
 
     @field_validator("shots")
     @classmethod
@@ -157,6 +177,22 @@ class FewShotSection(_Section):
         if len(set(value)) != len(value):
             raise ValueError("shots must be distinct")
         return sorted(value)
+
+    @field_validator("zero_shot_combination")
+    @classmethod
+    def _zero_shot(cls, value: str) -> str:
+        from tpv.merge import MERGE_METHODS
+
+        if value != "tpv" and (value not in MERGE_METHODS or value == "per_token"):
+            known = ", ".join(m for m in MERGE_METHODS if m != "per_token")
+            raise ValueError(f"unknown combination {value!r}; use tpv or a merge method: {known}")
+        return value
+
+    @model_validator(mode="after")
+    def _budget(self) -> FewShotSection:
+        if self.min_steps > self.max_steps:
+            raise ValueError(f"min_steps ({self.min_steps}) must be <= max_steps ({self.max_steps})")
+        return self
 
     @field_validator("merge_methods")
     @classmethod
@@ -472,8 +508,9 @@ class Config(_Section):
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain JSON-ready data.
 
-        The sections of the ``tasks`` and ``transfer`` experiments appear only in their own experiment's config, and
-        ``runtime.pack`` only when it packs (> 1), so the configs recorded beside earlier results stay as they were.
+        The sections of the ``tasks`` and ``transfer`` experiments appear only in their own experiment's config,
+        ``runtime.pack`` only when it packs (> 1) and the later few-shot keys only when they are set, so the configs
+        recorded beside earlier results stay as they were.
         """
         out = self.model_dump(mode="json")
         for section, experiment in _OWN_SECTIONS.items():
@@ -481,8 +518,21 @@ class Config(_Section):
                 out.pop(section, None)
         if self.runtime.pack == 1:
             out["runtime"].pop("pack", None)
+        for key, default in _LATER_FEWSHOT_KEYS.items():
+            if out["fewshot"].get(key) == default:
+                out["fewshot"].pop(key)
         return out
 
+
+_LATER_FEWSHOT_KEYS: dict[str, Any] = {
+    "selection": "validation",
+    "zero_shot_combination": "norm_sum",
+    "epochs": None,
+    "min_steps": 20,
+    "max_steps": 200,
+}
+"""Few-shot keys added after results were recorded: written into the resolved config only when they differ from
+these defaults (which reproduce the earlier behaviour)."""
 
 _OWN_SECTIONS = {"zeroshot": "tasks", "transfer": "transfer"}
 """Sections written into the resolved config only when their experiment runs (section -> experiment)."""

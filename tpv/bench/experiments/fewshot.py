@@ -63,20 +63,29 @@ def mixture_cell(config: Config, tasks: Sequence[str], origin: int) -> Cell:
 
 
 def _select_cell(config: Config, target: str, seed: int, sources: Sequence[str], deps: Mapping[str, str],
-                 mixture: Cell | None) -> Cell:  # fmt: skip
-    """The cell choosing ``target``'s inits at ``seed`` from its sources' tunings (``deps``) and the mixture."""
+                 mixture: Cell | None, shots: int | None = None) -> Cell:  # fmt: skip
+    """The cell choosing ``target``'s inits at ``seed`` from its sources' tunings (``deps``) and the mixture.
+
+    ``shots`` (selection ``"shots"``): the choice sees only the k training shots per class of that seed's few-shot
+    cells (none at k = 0: the fixed rules); ``None``: the first ``selection_examples`` validation examples.
+    """
     fs, rt = config.fewshot, config.runtime
     n_cand = 2 + len(sources) + len(fs.merge_methods) + len(fs.grid) * (1 + 2 * len(sources))
-    est = rt.model_load_seconds + n_cand * fs.selection_examples / rt.eval_examples_per_second / 4
+    n_examples = fs.selection_examples if shots is None else min(fs.selection_examples, shots * _classes(target))
+    est = rt.model_load_seconds + n_cand * n_examples / rt.eval_examples_per_second / 4
     select_deps = dict(deps)
     if mixture is not None:
         select_deps["mixture"] = mixture.id
-    selection = {
+    selection: dict[str, Any] = {
         "search": fs.search,
         "grid": list(fs.grid),
         "merge_methods": list(fs.merge_methods),
         "selection_examples": fs.selection_examples,
     }
+    if shots is not None:  # keys absent in the validation selection: its cells keep their ids
+        selection.update({"shots": shots, "sources": list(sources)})
+        if shots == 0:
+            selection["zero_shot_combination"] = fs.zero_shot_combination
     params = {
         **common_params(config),
         "target": target,
@@ -84,7 +93,30 @@ def _select_cell(config: Config, target: str, seed: int, sources: Sequence[str],
         "fewshot": selection,
         "eval": eval_params(config.train_options()),
     }
-    return make_cell("select", f"{target}/o{seed}", params, stage="select", deps=select_deps, estimate_s=est)
+    name = f"{target}/o{seed}" if shots is None else f"{target}/k{shots}/o{seed}"
+    return make_cell("select", name, params, stage="select", deps=select_deps, estimate_s=est)
+
+
+def _classes(task: str) -> int:
+    from tpv.tasks import get_task
+
+    return len(get_task(task).label_words)
+
+
+def fewshot_steps(fs: FewShotSection, shots: int, classes: int, batch_size: int) -> int:
+    """The few-shot budget rule: ``ceil(epochs * shots * classes / batch_size)`` clipped to the step bounds.
+
+    Args:
+        fs: the few-shot section (``epochs``, ``min_steps``, ``max_steps``; ``epochs`` must be set).
+        shots: training examples per class.
+        classes: the target's classes.
+        batch_size: examples per step.
+
+    Returns:
+        Steps of one few-shot run (the same for every init).
+    """
+    assert fs.epochs is not None
+    return min(fs.max_steps, max(fs.min_steps, math.ceil(fs.epochs * shots * classes / batch_size)))
 
 
 def _init_deps(init: str, mixture: Cell | None, select: Cell | None) -> dict[str, str]:
@@ -100,6 +132,8 @@ def _fewshot_cell(config: Config, target: str, init: str, k: int, seed: int, dep
     """The cell training ``target`` on ``k`` examples per class from ``init`` (k = 0: scoring the init)."""
     fs = config.fewshot
     opts = config.train_options(fewshot=True)
+    if fs.epochs is not None and k:
+        opts["steps"] = fewshot_steps(fs, k, _classes(target), int(opts.get("batch_size", 8)))
     params = {
         **common_params(config),
         "target": target,
@@ -123,10 +157,15 @@ def _target_cells(config: Config, target: str, sources: Sequence[str], seed: int
     deps = {f"source:{s}": c.id for s, c in zip(sources, tunings)}
     mixture = mixture_cell(config, sources, seed) if "spot_multi" in fs.inits else None
     needs_select = any(i in fs.inits for i in ("spot_best", "tpv", "tpv_best"))
-    select = _select_cell(config, target, seed, sources, deps, mixture) if needs_select else None
-    trainings = [_fewshot_cell(config, target, init, k, seed, _init_deps(init, mixture, select))
+    selects: dict[int | None, Cell] = {}
+    if needs_select and fs.selection == "shots":
+        selects = {k: _select_cell(config, target, seed, sources, deps, mixture, k) for k in fs.shots}
+    elif needs_select:
+        selects = {None: _select_cell(config, target, seed, sources, deps, mixture)}
+    trainings = [_fewshot_cell(config, target, init, k, seed,
+                               _init_deps(init, mixture, selects.get(k if fs.selection == "shots" else None)))
                  for init in fs.inits for k in fs.shots]  # fmt: skip
-    return [*tunings, *(c for c in (mixture, select) if c is not None), *trainings]
+    return [*tunings, *(c for c in (mixture,) if c is not None), *selects.values(), *trainings]
 
 
 # -- summaries --------------------------------------------------------------------------------------------------
@@ -273,13 +312,25 @@ class _FewShot:
 
     def _selection(self, cells: Sequence[Cell], results: Mapping[str, Mapping[str, Any]]) -> Table:
         rows = []
-        for _c, m in metrics_of(results, cells, "select"):
+        selections = metrics_of(results, cells, "select")
+        by_shots = any("shots" in m for _c, m in selections)
+        for _c, m in selections:
             va = m["validation_accuracy"]
             best_source = va.get(f"source:{m['spot_best']}")
             details = json.dumps(m.get("tpv_best_info", {}))
             rows.append(
-                [m["target"], m["origin"], m["spot_best"], m["tpv_best"], details, pct(va.get("random")),
-                 pct(best_source), pct(va.get("tpv")), pct(va.get(m["tpv_best"]))]
+                [m["target"], m["origin"], *([m.get("shots", "–")] if by_shots else []), m["spot_best"], m["tpv_best"],
+                 details, pct(va.get("random")), pct(best_source), pct(va.get("tpv")), pct(va.get(m["tpv_best"]))]
+            )  # fmt: skip
+        if by_shots:
+            return Table(
+                "Init selection on the k training shots of each cell (accuracy on them, %)",
+                ["target", "seed", "shots", "best source", "tpv best", "tpv best details", "random", "best source",
+                 "TPV sum", "tpv best"],
+                rows,
+                "spot_best and tpv_best are chosen on the k training shots per class only (at most "
+                "fewshot.selection_examples of them), before training; at 0 shots by fixed rules (the target's "
+                "first source; fewshot.zero_shot_combination).",
             )  # fmt: skip
         return Table(
             "Init selection on target validation examples (accuracy, %)",

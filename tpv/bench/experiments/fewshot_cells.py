@@ -160,24 +160,70 @@ def _search(
 
 
 def _select(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Mapping[str, Any]) -> CellOutput:
-    """Choose the few-shot inits of one target and seed on its validation examples.
+    """Choose the few-shot inits of one target and seed on its validation examples or on its k shots.
 
     spot_best is the source prompt that scores best; tpv is ``origin + sum_i tau_i``; tpv_best is the best of that
     sum, the coefficient search and the merge methods. The fixed candidates (the origin, each source, the sum, each
     merge, the mixture) are scored in one call of the selection's scorer, then the search calls it for its grid.
+    With ``fewshot.shots`` the examples are the cell's k training shots per class (at most ``selection_examples``);
+    at k = 0 nothing is scored: spot_best is the target's first source, tpv_best ``zero_shot_combination``.
     """
-    import torch
-
-    from tpv.merge import merge
+    from tpv.tasks import few_shot
 
     model = load_cell_model(params["model"])
     tok = cached_tokenizer(params["model"]["name"])
     origin = build_origin(model, params["prompt"], params["origin"])
-    spec, _train, validation, _test = cell_data(params["target"], params["data"])
+    spec, train, validation, _test = cell_data(params["target"], params["data"])
     fs = params["fewshot"]
-    examples = validation[: fs["selection_examples"]]
+    if "shots" in fs:  # the few-shot cells' own draw (same seed): the choice sees nothing else
+        examples = few_shot(train, int(fs["shots"]), seed=int(params["origin"]), allow_fewer=True)
+        examples = examples[: fs["selection_examples"]]  # classes interleaved: a prefix stays balanced
+    else:
+        examples = validation[: fs["selection_examples"]]
     by_source = {role.removeprefix("source:"): vector_from(inp.artifacts[CELL_VECTOR_FILE])
                  for role, inp in inputs.items() if role.startswith("source:")}  # fmt: skip
+    if not examples:
+        return _fixed_choice(params, fs, by_source, origin, spec.name)
+    return _scored_choice(params, inputs, fs, by_source, origin, examples, model, tok, spec)
+
+
+def _fixed_choice(params: Mapping[str, Any], fs: Mapping[str, Any], by_source: Mapping[str, TaskPromptVector],
+                  origin: Origin, target: str) -> CellOutput:  # fmt: skip
+    """The inits at k = 0, where there is nothing to choose on: the target's first source; a fixed combination."""
+    from tpv.merge import merge
+
+    names = [n for n in fs["sources"] if n in by_source]
+    vectors = [by_source[n] for n in names]
+    total = sum(vectors[1:], vectors[0])
+    rule = fs["zero_shot_combination"]
+    best = total if rule == "tpv" else merge(vectors, method=rule)
+    artifacts = {
+        "init-spot_best.safetensors": vector_bytes(by_source[names[0]]),
+        "init-tpv.safetensors": vector_bytes(total),
+        "init-tpv_best.safetensors": vector_bytes(best),
+    }
+    metrics = {
+        "target": target,
+        "origin": params["origin"],
+        "shots": 0,
+        "selection_examples": 0,
+        "validation_accuracy": {},
+        "spot_best": names[0],
+        "tpv_best": rule if rule == "tpv" else f"merge_{rule}",
+        "tpv_best_info": {"rule": "fixed at 0 shots"},
+        "tpv_best_terms": dict(best.terms),
+    }
+    return CellOutput(metrics, artifacts)
+
+
+def _scored_choice(params: Mapping[str, Any], inputs: Mapping[str, CellInput], fs: Mapping[str, Any],
+                   by_source: Mapping[str, TaskPromptVector], origin: Origin, examples: Sequence[Any], model: Any,
+                   tok: Any, spec: TaskSpec) -> CellOutput:  # fmt: skip
+    """The inits chosen by their accuracy on ``examples``."""
+    import torch
+
+    from tpv.merge import merge
+
     names = sorted(by_source)
     vectors = [by_source[n] for n in names]
     scorer = _selection_scorer(model, tok, examples, spec, params["eval"], params["model"])
@@ -212,6 +258,7 @@ def _select(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Map
     metrics = {
         "target": spec.name,
         "origin": params["origin"],
+        **({"shots": int(fs["shots"])} if "shots" in fs else {}),
         "selection_examples": len(examples),
         "validation_accuracy": validation_scores,
         "spot_best": best_source,
