@@ -216,6 +216,10 @@ def test_summary_and_bonferroni() -> None:
     assert family[0].p_adjusted == pytest.approx(min(1.0, 2 * family[0].p)) and family[0].significant
     assert family[1].p == pytest.approx(1.0) and not family[1].significant
     assert math.isnan(welch_ttest([0.5], [0.4, 0.6]).p)
+    from scipy import stats
+
+    lo, hi = stats.t.interval(0.95, len(xs) - 1, loc=np.mean(xs), scale=stats.sem(xs))
+    assert s.ci95() == pytest.approx((hi - lo) / 2) and summarize([0.5]).ci95() == 0.0
 
 
 # -- experiments end to end on a tiny model ---------------------------------------------------------------------
@@ -327,7 +331,8 @@ def test_fewshot_chooses_on_the_k_shots_only(tiny_model_dir: Path, tmp_path: Pat
     from tpv.bench.experiments.fewshot import fewshot_steps
 
     extra = ("fewshot.selection=shots", "fewshot.epochs=4", "fewshot.min_steps=1", "fewshot.max_steps=3",
-             "fewshot.merge_methods=[ties,norm_sum]", "fewshot.zero_shot_combination=mean")  # fmt: skip
+             "fewshot.merge_methods=[ties,norm_sum]", "fewshot.zero_shot_combination=mean",
+             "fewshot.baselines=[best_spot,random]")  # fmt: skip
     config, layers = tiny_config("fewshot", tiny_model_dir, *extra)
     cells = {f"{c.kind}/{c.name}": c for c in get_experiment("fewshot").plan(config)}
     assert {n for n in cells if n.startswith("select")} == {f"select/imdb_reviews/k{k}/o{s}" for k in (0, 2)
@@ -348,8 +353,16 @@ def test_fewshot_chooses_on_the_k_shots_only(tiny_model_dir: Path, tmp_path: Pat
     assert "merge_norm_sum" in two["validation_accuracy"]
     md = (tmp_path / "fewshot-tiny" / "results.md").read_text()
     assert "Init selection on the k training shots" in md
-    resolved = json.loads((tmp_path / "fewshot-tiny" / "results.json").read_text())["config"]["fewshot"]
-    assert resolved["selection"] == "shots" and resolved["epochs"] == 4
+    data = json.loads((tmp_path / "fewshot-tiny" / "results.json").read_text())
+    assert data["config"]["fewshot"]["selection"] == "shots" and data["config"]["fewshot"]["epochs"] == 4
+    # tpv and tpv_best against the best SPoT and against random at 2 shot counts: one family of 8 tests
+    tests = data["summary"]["tests"]
+    assert len(tests) == 8 and sum(t["baseline"] == "random" for t in tests) == 4
+    assert all(t["p_adjusted"] == pytest.approx(min(1.0, 8 * t["p"])) for t in tests if math.isfinite(t["p"]))
+    checks = data["summary"]["checks"]
+    assert checks["low_shots"] == [0, 2] and set(checks["tpv_best_above_random"]) == {"imdb_reviews"}
+    ci = data["summary"]["targets"]["imdb_reviews"]["inits"]["tpv"]["2"]
+    assert ci["ci95"] == pytest.approx(summarize(list(ci["per_seed"].values())).ci95())
 
 
 def test_similarity_writes_heatmaps(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -143,6 +143,11 @@ class FewShotSection(_Section):
     train: dict[str, Any] = Field(
         default_factory=dict, description="Overrides of the train section for few-shot training."
     )
+    baselines: list[Literal["best_spot", "random"]] = Field(
+        ["best_spot"],
+        description="What each init of compare is tested against (Welch, Bonferroni over the whole family): the "
+        "best SPoT at that target and shot count, and/or the random origin.",
+    )
     use_validation: bool = Field(
         False,
         description="Score target validation examples while few-shot training and keep the best prompt (else the "
@@ -525,6 +530,7 @@ class Config(_Section):
 
 
 _LATER_FEWSHOT_KEYS: dict[str, Any] = {
+    "baselines": ["best_spot"],
     "selection": "validation",
     "zero_shot_combination": "norm_sum",
     "epochs": None,

@@ -41,6 +41,20 @@ class Summary:
         """JSON-ready ``{"mean", "std", "n"}``."""
         return {"mean": self.mean, "std": self.std, "n": self.n}
 
+    def ci95(self) -> float:
+        """Half-width of the 95 % confidence interval of the mean: ``t(0.975, n - 1) * std / sqrt(n)``.
+
+        Returns:
+            The half-width (0 for a single value; NaN for none).
+        """
+        if self.n == 0:
+            return math.nan
+        if self.n == 1:
+            return 0.0
+        from scipy.stats import t as student_t
+
+        return float(student_t.ppf(0.975, self.n - 1)) * self.std / math.sqrt(self.n)
+
 
 def _finite(values: Sequence[float], what: str) -> list[float]:
     out = [float(v) for v in values]
