@@ -7,7 +7,6 @@ fixed, pre-tokenized example set; the training loop reuses it for its validation
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 from collections.abc import Sequence
@@ -18,18 +17,13 @@ import torch
 from tpv.engine import setup as _resolve
 from tpv.engine.data import Encoded, check_examples, collate, encode, eval_batches, label_token_ids
 from tpv.engine.env import resolve_device, resolve_precision
+from tpv.engine.precision import autocast as _autocast
 from tpv.engine.records import TrainResult
 from tpv.engine.scoring import Scorer, TaskType, has_prompt
 from tpv.engine.setup import _max_length, _model_device, _pad_id, _resolve_model, _verbalizer
 from tpv.errors import ConfigError
 
 __all__ = ["evaluate"]
-
-
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _progress_bar(total: int, initial: int, desc: str, enabled: bool) -> Any:

@@ -28,10 +28,11 @@ from tpv.engine.checkpoint import CHECKPOINT_DIR, CheckpointState, write_checkpo
 from tpv.engine.config import TrainConfig
 from tpv.engine.data import collate
 from tpv.engine.data import plan_epoch as _plan_epoch
-from tpv.engine.evaluation import _autocast as _autocast
 from tpv.engine.evaluation import _Evaluator as _Evaluator
 from tpv.engine.evaluation import _progress_bar
 from tpv.engine.evaluation import evaluate as evaluate
+from tpv.engine.precision import autocast as _autocast
+from tpv.engine.precision import frozen_linears_in_bf16
 from tpv.engine.records import TrainEvent as TrainEvent
 from tpv.engine.records import TrainResult as TrainResult
 from tpv.engine.runfolder import ADAPTER_DIR as ADAPTER_DIR
@@ -574,11 +575,12 @@ def train(
         origin=origin,
         task_type=task_type,
     )
-    session = _Session(setup, out=out, launcher=launcher, progress=progress, callback=callback)
-    if checkpoint is not None:
-        session.restore(checkpoint)
-    else:
-        torch.manual_seed(cfg.seed)  # dropout (where the model has any) follows the run's seed
-        session.range_test()
-    seconds = session.run()
-    return session.finish(seconds)
+    with frozen_linears_in_bf16(setup.peft_model, setup.device, setup.precision):
+        session = _Session(setup, out=out, launcher=launcher, progress=progress, callback=callback)
+        if checkpoint is not None:
+            session.restore(checkpoint)
+        else:
+            torch.manual_seed(cfg.seed)  # dropout (where the model has any) follows the run's seed
+            session.range_test()
+        seconds = session.run()
+        return session.finish(seconds)

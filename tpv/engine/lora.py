@@ -20,8 +20,9 @@ import torch
 from tpv.engine.config import TrainConfig
 from tpv.engine.data import check_examples, collate, encode, label_token_ids
 from tpv.engine.env import resolve_device, resolve_precision
-from tpv.engine.evaluation import _autocast, _Evaluator
+from tpv.engine.evaluation import _Evaluator
 from tpv.engine.loop import _lr_at, _optimizer, _Stream, _trainable
+from tpv.engine.precision import autocast as _autocast
 from tpv.engine.scoring import Scorer, infer_kind, is_peft
 from tpv.engine.setup import _max_length, _pad_id
 from tpv.errors import ConfigError, TrainingError

@@ -49,7 +49,7 @@ import torch
 
 from tpv.engine.config import TrainConfig
 from tpv.engine.data import collate
-from tpv.engine.evaluation import _autocast, _progress_bar
+from tpv.engine.evaluation import _progress_bar
 from tpv.engine.loop import _lr_at, _Session
 from tpv.engine.many_eval import evaluate_many
 from tpv.engine.many_memory import auto_pack_size, is_out_of_memory, peak_memory
@@ -62,6 +62,8 @@ from tpv.engine.packing import (
     job_head,
     score_sets,
 )
+from tpv.engine.precision import autocast as _autocast
+from tpv.engine.precision import frozen_linears_in_bf16
 from tpv.engine.records import TrainEvent, TrainResult
 from tpv.engine.runfolder import _check_out_dir
 from tpv.engine.scoring import is_peft
@@ -404,7 +406,8 @@ def train_many(
         torch.cuda.reset_peak_memory_stats(device)
     pack = _Pack(members, pack_size=size, share_prefix=share_prefix, progress=progress)
     try:
-        results = pack.run()
+        with frozen_linears_in_bf16(model, device, members[0].session.s.precision):
+            results = pack.run()
     except Exception as error:
         if not is_out_of_memory(error):
             raise

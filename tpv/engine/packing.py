@@ -50,8 +50,8 @@ import torch
 from torch import nn
 
 from tpv.engine.data import Encoded, collate
-from tpv.engine.evaluation import _autocast
 from tpv.engine.heads import _replaced, head_path
+from tpv.engine.precision import autocast as _autocast
 from tpv.engine.scoring import cache_kwargs, infer_kind
 from tpv.errors import ConfigError
 from tpv.models import unwrap_model
