@@ -23,6 +23,7 @@ from tpv.engine.env import resolve_device, resolve_precision
 from tpv.engine.evaluation import _Evaluator
 from tpv.engine.loop import _lr_at, _optimizer, _Stream, _trainable
 from tpv.engine.precision import autocast as _autocast
+from tpv.engine.precision import frozen_linears_in_bf16
 from tpv.engine.scoring import Scorer, infer_kind, is_peft
 from tpv.engine.setup import _max_length, _pad_id
 from tpv.errors import ConfigError, TrainingError
@@ -151,34 +152,35 @@ def train_lora(
     torch.manual_seed(cfg.seed)
     scorer.train()
     start = time.perf_counter()
-    for step in range(cfg.steps):
-        step_lr = _lr_at(cfg, step, lr)
-        for group in optimizer.param_groups:
-            group["lr"] = step_lr
-        total = 0.0
-        for micro in range(cfg.grad_accum):
-            batch = collate(encoded, stream.micro_batch(step * cfg.grad_accum + micro), pad_id=pad).to(device)
-            with _autocast(device, precision):
-                _, vocab = scorer(batch.input_ids, batch.attention_mask, full_vocab=True)
-            assert vocab is not None
-            loss = torch.nn.functional.cross_entropy(vocab.float(), scorer.label_ids.index_select(0, batch.labels))
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise TrainingError(f"the LoRA training loss became {value} at step {step + 1}; lower lr ({lr})")
-            (loss / cfg.grad_accum).backward()
-            total += value / cfg.grad_accum
-        if cfg.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        result.history.append({"step": step + 1, "loss": total, "lr": step_lr})
-        at_eval = (cfg.eval_every and (step + 1) % cfg.eval_every == 0) or step + 1 == cfg.steps
-        if evaluator is not None and at_eval:
-            record = {"step": step + 1, **evaluator.run(scorer)}
-            result.evals.append(record)
-            if result.best_score is None or record["score"] > result.best_score:
-                result.best_score, result.best_step = float(record["score"]), step + 1
-                best = {k: v.detach().clone() for k, v in params.items()}
+    with frozen_linears_in_bf16(peft_model, device, precision):  # the frozen base weights cast once (CPU bf16)
+        for step in range(cfg.steps):
+            step_lr = _lr_at(cfg, step, lr)
+            for group in optimizer.param_groups:
+                group["lr"] = step_lr
+            total = 0.0
+            for micro in range(cfg.grad_accum):
+                batch = collate(encoded, stream.micro_batch(step * cfg.grad_accum + micro), pad_id=pad).to(device)
+                with _autocast(device, precision):
+                    _, vocab = scorer(batch.input_ids, batch.attention_mask, full_vocab=True)
+                assert vocab is not None
+                loss = torch.nn.functional.cross_entropy(vocab.float(), scorer.label_ids.index_select(0, batch.labels))
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise TrainingError(f"the LoRA training loss became {value} at step {step + 1}; lower lr ({lr})")
+                (loss / cfg.grad_accum).backward()
+                total += value / cfg.grad_accum
+            if cfg.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            result.history.append({"step": step + 1, "loss": total, "lr": step_lr})
+            at_eval = (cfg.eval_every and (step + 1) % cfg.eval_every == 0) or step + 1 == cfg.steps
+            if evaluator is not None and at_eval:
+                record = {"step": step + 1, **evaluator.run(scorer)}
+                result.evals.append(record)
+                if result.best_score is None or record["score"] > result.best_score:
+                    result.best_score, result.best_step = float(record["score"]), step + 1
+                    best = {k: v.detach().clone() for k, v in params.items()}
     result.steps = cfg.steps
     result.seconds = time.perf_counter() - start
     if best is not None:
