@@ -392,7 +392,8 @@ class _Calibration:
             "Scores in % (the task's metric), mean ± std over origin seeds; s.e. = binomial standard error of one "
             "test score. 'lr' is the peak learning rate used (resolved for lr='auto'). 'steps to 95 %': first "
             "evaluation reaching 95 % of the final validation score. 'warned': runs the guard warned about "
-            "(norm ratio > 5 or validation at chance).",
+            "(norm ratio > 5 or validation at chance). The steps=N rows (the defaults at a larger budget) are set "
+            "beside LoRA at the base budget (train.steps).",
         )
         figures = self._plots(config, prompts, untuned, loras, report_dir)
         return Report({"calibration": summary}, [table], figures)
@@ -425,6 +426,9 @@ class _Calibration:
                     by_steps.setdefault(int(m["steps"]), []).append(float(m["test"]))
             if len(by_steps) > 1:
                 budgets[task] = [(float(n), summarize(v).mean, summarize(v).std) for n, v in sorted(by_steps.items())]
+                lora = summarize([float(m["test"]) for m in loras if m["task"] == task])
+                if lora.n:
+                    budgets[f"LoRA r=8: {task}"] = [(float(config.train.get("steps", 200)), lora.mean, lora.std)]
         if budgets:
             title = "Prompt tuning with the defaults: test score vs step budget"
             path = plot_curves(budgets, report_dir / "steps.png", title=title, xlabel="steps (batch 8)",
