@@ -557,3 +557,20 @@ def test_layers_import_downward_only() -> None:
                 if name.startswith("tpv.bench."):
                     target = name.split(".")[2]
                     assert target in allowed[layer], f"{path.relative_to(ROOT)} imports {name}"
+
+
+def test_min_test_tops_up_a_small_test_split_from_training() -> None:
+    """data.min_test moves training examples (never validation) into a small test split; unset, nothing moves."""
+    from tpv.bench.experiments._common import cell_data
+
+    base = {"max_train": None, "max_validation": 100, "max_test": 600, "seed": 0}
+    _spec, train, validation, test = cell_data("afinn_words", base)
+    assert len(test) < 600  # AFINN's own test split: 338 examples
+    _spec, train2, validation2, test2 = cell_data("afinn_words", {**base, "min_test": 600})
+    assert len(test2) == 600 and test2[: len(test)] == test and validation2 == validation
+    assert len(train2) == len(train) - (600 - len(test))
+    assert not {ex.text for ex in train2} & {ex.text for ex in test2}
+    assert (
+        cell_data("afinn_words", {**base, "max_test": 200, "min_test": 600})[3]
+        == cell_data("afinn_words", {**base, "max_test": 200})[3]
+    )

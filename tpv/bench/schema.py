@@ -96,6 +96,13 @@ class DataSection(_Section):
     max_train: int | None = Field(2000, ge=1, description="Cap on training examples of a source task (null: all).")
     max_validation: int = Field(100, ge=1, description="Validation examples (model selection, init selection).")
     max_test: int = Field(200, ge=1, description="Test examples scored for every reported number.")
+    min_test: int | None = Field(
+        None,
+        ge=1,
+        description="Where a task's test split is smaller, top it up to this many with training examples (the "
+        "last ones of the seeded shuffle, taken out of training), so small tasks still get a test set of this size; "
+        "null: the splits as they are.",
+    )
     seed: int = Field(0, ge=0, description="Seed of the task splits and the caps.")
 
 
@@ -514,7 +521,7 @@ class Config(_Section):
         """The resolved config as plain JSON-ready data.
 
         The sections of the ``tasks`` and ``transfer`` experiments appear only in their own experiment's config,
-        ``runtime.pack`` only when it packs (> 1) and the later few-shot keys only when they are set, so the configs
+        ``runtime.pack`` only when it packs (> 1) and the keys added later only when they are set, so the configs
         recorded beside earlier results stay as they were.
         """
         out = self.model_dump(mode="json")
@@ -523,22 +530,26 @@ class Config(_Section):
                 out.pop(section, None)
         if self.runtime.pack == 1:
             out["runtime"].pop("pack", None)
-        for key, default in _LATER_FEWSHOT_KEYS.items():
-            if out["fewshot"].get(key) == default:
-                out["fewshot"].pop(key)
+        for section, keys in _LATER_KEYS.items():
+            for key, default in keys.items():
+                if out[section].get(key) == default:
+                    out[section].pop(key)
         return out
 
 
-_LATER_FEWSHOT_KEYS: dict[str, Any] = {
-    "baselines": ["best_spot"],
-    "selection": "validation",
-    "zero_shot_combination": "norm_sum",
-    "epochs": None,
-    "min_steps": 20,
-    "max_steps": 200,
+_LATER_KEYS: dict[str, dict[str, Any]] = {
+    "fewshot": {
+        "baselines": ["best_spot"],
+        "selection": "validation",
+        "zero_shot_combination": "norm_sum",
+        "epochs": None,
+        "min_steps": 20,
+        "max_steps": 200,
+    },
+    "data": {"min_test": None},
 }
-"""Few-shot keys added after results were recorded: written into the resolved config only when they differ from
-these defaults (which reproduce the earlier behaviour)."""
+"""Keys added after results were recorded (section -> key -> default): written into the resolved config only when
+they differ from these defaults (which reproduce the earlier behaviour)."""
 
 _OWN_SECTIONS = {"zeroshot": "tasks", "transfer": "transfer"}
 """Sections written into the resolved config only when their experiment runs (section -> experiment)."""

@@ -58,7 +58,10 @@ def prompt_params(config: Config) -> dict[str, Any]:
 
 def data_params(config: Config) -> dict[str, Any]:
     d = config.data
-    return {"max_train": d.max_train, "max_validation": d.max_validation, "max_test": d.max_test, "seed": d.seed}
+    out = {"max_train": d.max_train, "max_validation": d.max_validation, "max_test": d.max_test, "seed": d.seed}
+    if d.min_test is not None:  # only when set: the cells planned without it keep their ids
+        out["min_test"] = d.min_test
+    return out
 
 
 def common_params(config: Config) -> dict[str, Any]:
@@ -187,11 +190,16 @@ def cell_data(task: str, dp: Mapping[str, Any]) -> tuple[TaskSpec, list[Example]
     from tpv.tasks import stratified_cap
 
     data = task_data(task, int(dp["seed"]))
+    train, test = list(data.train), list(data.test)
+    need = min(int(dp.get("min_test") or 0), int(dp["max_test"])) - len(test)
+    if need > 0:  # a small test split topped up from training (train is already shuffled by the split's seed)
+        need = min(need, max(len(train) - 1, 0))
+        train, test = train[: len(train) - need], test + train[len(train) - need :]
     return (
         data.spec,
-        stratified_cap(data.train, dp["max_train"]),
+        stratified_cap(train, dp["max_train"]),
         stratified_cap(data.validation, dp["max_validation"]),
-        stratified_cap(data.test, dp["max_test"]),
+        stratified_cap(test, dp["max_test"]),
     )
 
 
