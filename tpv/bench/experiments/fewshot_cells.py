@@ -170,9 +170,6 @@ def _select(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Map
     """
     from tpv.tasks import few_shot
 
-    model = load_cell_model(params["model"])
-    tok = cached_tokenizer(params["model"]["name"])
-    origin = build_origin(model, params["prompt"], params["origin"])
     spec, train, validation, _test = cell_data(params["target"], params["data"])
     fs = params["fewshot"]
     if "shots" in fs:  # the few-shot cells' own draw (same seed): the choice sees nothing else
@@ -182,13 +179,16 @@ def _select(params: Mapping[str, Any], inputs: Mapping[str, CellInput], env: Map
         examples = validation[: fs["selection_examples"]]
     by_source = {role.removeprefix("source:"): vector_from(inp.artifacts[CELL_VECTOR_FILE])
                  for role, inp in inputs.items() if role.startswith("source:")}  # fmt: skip
-    if not examples:
-        return _fixed_choice(params, fs, by_source, origin, spec.name)
+    if not examples:  # nothing to score: no model is loaded
+        return _fixed_choice(params, fs, by_source, spec.name)
+    model = load_cell_model(params["model"])
+    tok = cached_tokenizer(params["model"]["name"])
+    origin = build_origin(model, params["prompt"], params["origin"])
     return _scored_choice(params, inputs, fs, by_source, origin, examples, model, tok, spec)
 
 
 def _fixed_choice(params: Mapping[str, Any], fs: Mapping[str, Any], by_source: Mapping[str, TaskPromptVector],
-                  origin: Origin, target: str) -> CellOutput:  # fmt: skip
+                  target: str) -> CellOutput:  # fmt: skip
     """The inits at k = 0, where there is nothing to choose on: the target's first source; a fixed combination."""
     from tpv.merge import merge
 
