@@ -488,6 +488,27 @@ def test_cli_run_writes_report(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert isinstance(res.exception, ConfigError) and "no finished cell" in str(res.exception)
 
 
+def test_cli_workers_split_one_run(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`--workers 2`: a helper process shares the plan; every cell runs once, no claim is left, one report."""
+    from typer.testing import CliRunner
+
+    from tpv.cli.bench import app
+
+    args = ["run", "sources", "tiny", "--set", f"model.name={tiny_model_dir}", "--out", str(tmp_path), "--no-progress"]
+    res = CliRunner().invoke(app, [*args, "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    ran_here = int(res.output.split(" cell(s) run,")[0].rsplit(" ", 1)[1])
+    by_others = int(res.output.split(" run by other workers,")[0].rsplit(" ", 1)[1])
+    assert ran_here + by_others == 4 and "0 failed, 0 blocked" in res.output
+    assert len(list((tmp_path / "cells").iterdir())) == 4 and list((tmp_path / ".claims").iterdir()) == []
+    log = (tmp_path / "sources-tiny" / "workers" / "worker-1.log").read_text()
+    assert "Traceback" not in log
+    data = _read_report(tmp_path, "sources-tiny")
+    assert data["config"]["runtime"]["threads"] >= 1
+    res = CliRunner().invoke(app, [*args, "--workers", "2", "--executor", "ray"])
+    assert isinstance(res.exception, ConfigError) and "--workers is for the in-process executor" in str(res.exception)
+
+
 def test_library_never_prints(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The harness writes nothing to stdout (only the CLI prints)."""
     config, layers = tiny_config("sources", tiny_model_dir, "tasks.sources=[vader_words]")
@@ -498,7 +519,8 @@ def test_library_never_prints(tiny_model_dir: Path, tmp_path: Path, capsys: pyte
 def test_calibration_runs_every_part_with_references(tiny_model_dir: Path, tmp_path: Path) -> None:
     """calibration plans untuned, sweep, default, LoRA and variant cells; the report has a row per setting."""
     extra = ["calibration.tasks=[rotten_tomatoes]", "calibration.lrs=[0.01,0.3]",
-             "calibration.variant_tasks=[rotten_tomatoes]", "prompt.origins=[0]", "calibration.lora.lr=0.01",
+             "calibration.variant_tasks=[rotten_tomatoes]", "prompt.origins=[0]", "calibration.sweep_seeds=[0]",
+             "calibration.lora.lr=0.01",
              "train.eval_every=7", "train.steps=21", "calibration.step_budgets=[28]",
              "calibration.budget_tasks=[rotten_tomatoes]"]  # fmt: skip
     config, layers = tiny_config("calibration", tiny_model_dir, *extra)

@@ -35,6 +35,7 @@ CASES: dict[str, tuple[str, ...]] = {
         "calibration.lrs=[0.01,0.3]",
         "calibration.variant_tasks=[rotten_tomatoes]",
         "prompt.origins=[0]",
+        "calibration.sweep_seeds=[0]",
         "calibration.lora.lr=0.01",
         "train.eval_every=7",
         "train.steps=21",

@@ -57,7 +57,27 @@ def _prefix(dest: Path) -> str:
     return f".{_stem(dest.name)}.{os.getpid()}."
 
 
-def _pid_alive(pid: int) -> bool:
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), or ``None`` where unreadable."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    return text[text.rfind(")") + 2 :].split()
+
+
+def _process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot; ``None`` where ``/proc`` is unavailable)."""
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields and len(fields) > 19 and fields[19].isdigit() else None
+
+
+def _pid_alive(pid: int, start: int | None = None) -> bool:
+    """Whether process ``pid`` runs (a zombie does not).
+
+    With ``start`` (from :func:`_process_start`), also that it is the process that started then, not a later one
+    given the same id.
+    """
     if pid == os.getpid():
         return True
     try:
@@ -65,8 +85,13 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    fields = _proc_stat(pid)
+    if fields is None:
         return True
-    return True
+    if fields[0] in ("Z", "X"):
+        return False
+    return start is None or _process_start(pid) in (None, start)
 
 
 def clean_stale_siblings(dest: Path) -> list[Path]:
@@ -227,6 +252,52 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """UTF-8 text version of :func:`atomic_write_bytes`."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def create_exclusive(path: str | os.PathLike[str], text: str) -> bool:
+    """Create ``path`` holding ``text`` unless something is already there; never half-written.
+
+    The text is written to a temp sibling and fsynced, then hard-linked to ``path`` (which fails when the name
+    exists, atomically, also between processes), so a reader sees either no file or the whole text. Where the
+    filesystem has no hard links, the file is created with ``O_EXCL`` and then written (a kill in between can
+    leave it empty: readers must treat an unreadable file as held by its writer for a while).
+
+    Args:
+        path: the file to create; its parent folders are created.
+        text: its UTF-8 content.
+
+    Returns:
+        Whether this call created it (``False``: it existed).
+    """
+    dest = Path(path)
+    _mkparent(dest)
+    data = text.encode("utf-8")
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(dest), suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, dest)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                raise
+            try:
+                out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                return False
+            with os.fdopen(out, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    _fsync_dir(dest.parent)
+    return True
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,17 @@ from tpv.bench.cells import (
     make_cell,
 )
 from tpv.bench.executors import CellOutcome, CellPack, CellTask, Unit, run_task
-from tpv.bench.store import CELLS_DIR, RESULT_FILE, cell_dir, load_cell_result, load_input, log_failure, store_cell
+from tpv.bench.store import (
+    CELLS_DIR,
+    RESULT_FILE,
+    cell_dir,
+    claim_cell,
+    load_cell_result,
+    load_input,
+    log_failure,
+    release_cell,
+    store_cell,
+)
 from tpv.errors import ConfigError, TPVError
 
 if TYPE_CHECKING:
@@ -83,6 +94,9 @@ class Progress(Protocol):
 
     def close(self) -> None:
         """Called once at the end."""
+
+    # Optional: ``other_done(cell)``, called when another worker sharing the results folder finished a cell of
+    # this run's plan (looked up with getattr, so progress objects without it keep working).
 
 
 def plan_waves(cells: Sequence[Cell], done: set[str]) -> list[list[Cell]]:
@@ -130,7 +144,9 @@ class RunSummary:
         name: the run's name (the config's name).
         experiment: the experiment run.
         cells: every cell of the plan, in plan order.
-        finished: ids finished before this run (skipped).
+        finished: ids not run by this run because they were finished: before it, or by another worker sharing
+            the results folder during it.
+        by_others: the ids of ``finished`` that another worker finished during this run.
         executed: ids run by this run and stored.
         failed: id -> error line, for cells that raised.
         blocked: ids not run because a dependency failed.
@@ -150,6 +166,7 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)
     blocked: list[str] = field(default_factory=list)
     pack_failed: dict[str, str] = field(default_factory=dict)
+    by_others: list[str] = field(default_factory=list)
     estimate_s: float = 0.0
     report_dir: Path | None = None
     dry_run: bool = False
@@ -302,8 +319,14 @@ def run_planned(
     progress: Progress | None = None,
     failures: str | os.PathLike[str] | None = None,
     pack: int = 1,
+    poll_s: float = 5.0,
 ) -> RunSummary:
     """Run the waves of a :func:`plan_run` summary and store each finished cell under ``out``.
+
+    With an executor that runs one unit at a time here (the default), several processes may share ``out`` and
+    split the plan: each claims a cell before running it (:func:`tpv.bench.store.claim_cell`), skips cells another
+    live worker holds, and at the end of a wave waits for those to finish (or runs them itself if their worker
+    died or failed them) before the next wave, whose cells may depend on them.
 
     Args:
         summary: the plan's summary (updated in place: ``executed``, ``failed``, ``blocked``, ``finished``).
@@ -314,6 +337,7 @@ def run_planned(
         failures: folder of the failed cells' tracebacks (default: ``OUT/<summary.name>/failures``).
         pack: the most cells of one kind and model run together as one pack (1: no packing; see
             :func:`pack_tasks`). Results equal an unpacked run's up to float rounding.
+        poll_s: seconds between looks at cells another worker is running.
 
     Returns:
         ``summary``, with ``dry_run`` false. Failing cells do not raise: see ``summary.failed`` and ``.blocked``.
@@ -335,23 +359,73 @@ def run_planned(
         for wave in summary.waves:
             units = pack_tasks(gather.tasks(wave, dict(env or {})), pack)
             if units and getattr(executor, "one_at_a_time", False):
-                # One unit at a time, its cells checked just before it runs: another process sharing this --out (a
-                # second worker on other targets, say) may have finished some since the plan.
-                for unit in units:
-                    todo = []
-                    for t in unit.tasks if isinstance(unit, CellPack) else (unit,):
-                        if load_cell_result(root, t.cell.id) is not None:
-                            summary.finished.append(t.cell.id)
-                        else:
-                            todo.append(t)
-                    if todo:
-                        executor.run([todo[0] if len(todo) == 1 else CellPack(tuple(todo))], gather)
+                _run_shared(units, executor, gather, root, summary, progress, poll_s)
             elif units:
                 executor.run(units, gather)
     finally:
         if progress is not None:
             progress.close()
     return summary
+
+
+def _run_shared(
+    units: Sequence[Unit],
+    executor: Executor,
+    gather: _Gather,
+    root: Path,
+    summary: RunSummary,
+    progress: Progress | None,
+    poll_s: float,
+) -> None:
+    """One wave, one unit at a time, with claims: cells finished or held by other workers are not run here."""
+    others = getattr(progress, "other_done", None)
+
+    def finished_elsewhere(task: CellTask) -> bool:
+        if load_cell_result(root, task.cell.id) is None:
+            return False
+        summary.finished.append(task.cell.id)
+        summary.by_others.append(task.cell.id)
+        if others is not None:
+            others(task.cell)
+        return True
+
+    def run_claimed(tasks: Sequence[CellTask]) -> None:
+        try:
+            executor.run([tasks[0] if len(tasks) == 1 else CellPack(tuple(tasks))], gather)
+        finally:
+            for t in tasks:
+                release_cell(root, t.cell.id)
+
+    waiting: list[CellTask] = []
+    for unit in units:
+        mine = []
+        for t in unit.tasks if isinstance(unit, CellPack) else (unit,):
+            if finished_elsewhere(t):
+                continue
+            if claim_cell(root, t.cell.id):
+                if load_cell_result(root, t.cell.id) is None:  # finished between the look and the claim
+                    mine.append(t)
+                    continue
+                release_cell(root, t.cell.id)
+                finished_elsewhere(t)
+            else:
+                waiting.append(t)
+        if mine:
+            run_claimed(mine)
+    while waiting:  # held by other workers: the next wave may need them
+        time.sleep(poll_s)
+        still = []
+        for t in waiting:
+            if finished_elsewhere(t):
+                continue
+            if claim_cell(root, t.cell.id):  # its worker died or gave up on it: run it here
+                if finished_elsewhere(t):
+                    release_cell(root, t.cell.id)
+                else:
+                    run_claimed([t])
+            else:
+                still.append(t)
+        waiting = still
 
 
 def run_cells(
@@ -364,11 +438,12 @@ def run_cells(
     executor: Executor | None = None,
     progress: Progress | None = None,
     pack: int = 1,
+    poll_s: float = 5.0,
 ) -> RunSummary:
-    """Plan ``cells`` (:func:`plan_run`) and run the unfinished ones (:func:`run_planned`).
+    """Plan ``cells`` (:func:`plan_run`) and run the unfinished ones (:func:`run_planned`: the arguments).
 
     Raises:
         ConfigError: an invalid plan, or ``pack`` not a whole number >= 1.
     """
     summary = plan_run(cells, out, name=name, experiment=experiment)
-    return run_planned(summary, out, env=env, executor=executor, progress=progress, pack=pack)
+    return run_planned(summary, out, env=env, executor=executor, progress=progress, pack=pack, poll_s=poll_s)

@@ -1,25 +1,50 @@
-"""Finished cells on disk: ``OUT/cells/<id>/result.json`` plus the cell's artifacts.
+"""Finished cells on disk: ``OUT/cells/<id>/result.json`` plus the cell's artifacts; claims of running cells.
 
 A cell's folder is built aside and moved into place only when complete, so an interrupted run leaves no half
 cell; a cell whose folder holds a ``result.json`` naming its id is finished (and skipped by a rerun). A cell run
 in a pack is stored the same way, on its own, with the size of its pack recorded (``pack_size``).
+
+Workers sharing one results folder (``tpv bench run --workers N``, or the same command started twice) split the
+work by *claims*: before running a cell a worker creates ``OUT/.claims/<id>.json`` (its process id, host and start
+time), which succeeds for one worker only, and removes it once the cell is stored. A claim whose process is gone
+(same host, pid not alive: a killed worker) is stale and taken over; a claim from another host is respected until
+it is removed (delete ``OUT/.claims`` when no worker runs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
-from tpv._fs import atomic_dir, atomic_write_text
+from tpv._fs import _pid_alive, _process_start, atomic_dir, atomic_write_text, create_exclusive
 from tpv.bench.cells import CELL_KINDS, Cell, CellInput, CellOutput
 from tpv.errors import TPVError
 
-__all__ = ["CELLS_DIR", "RESULT_FILE", "cell_dir", "load_cell_result", "load_input", "log_failure", "store_cell"]
+__all__ = [
+    "CELLS_DIR",
+    "CLAIMS_DIR",
+    "RESULT_FILE",
+    "cell_dir",
+    "claim_cell",
+    "claim_holder",
+    "load_cell_result",
+    "load_input",
+    "log_failure",
+    "release_cell",
+    "store_cell",
+]
 
 RESULT_FILE = "result.json"
 CELLS_DIR = "cells"
+CLAIMS_DIR = ".claims"
+UNREADABLE_CLAIM_S = 60.0
+"""An unreadable claim (its writer killed while writing it, on a filesystem without hard links) counts as held for
+this long, then as stale."""
 
 
 def cell_dir(out: Path, cell_id: str) -> Path:
@@ -112,3 +137,71 @@ def log_failure(folder: Path, cell: Cell, error: str | None, traceback: str | No
     return atomic_write_text(
         folder / f"{stem or cell.id}.txt", f"{cell.id} ({cell.name})\n{error}\n\n{traceback or ''}"
     )
+
+
+def _claim_path(out: Path, cell_id: str) -> Path:
+    return out / CLAIMS_DIR / f"{cell_id}.json"
+
+
+def _me() -> dict[str, Any]:
+    return {"pid": os.getpid(), "host": socket.gethostname(), "pid_start": _process_start(os.getpid())}
+
+
+def claim_holder(out: Path, cell_id: str) -> dict[str, Any] | None:
+    """Who is running the cell: its claim's record (``pid``, ``host``, ``started``), or ``None`` when nobody is.
+
+    A claim left by a process that is gone (same host; the pid not alive, a zombie, or a later process's) counts as
+    nobody's; so does one that cannot be
+    read after :data:`UNREADABLE_CLAIM_S` seconds. A claim from another host counts as held.
+    """
+    path = _claim_path(out, cell_id)
+    try:
+        text = path.read_text(encoding="utf-8")
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    except OSError:
+        text, age = "", 0.0
+    try:
+        record = json.loads(text)
+        pid, host = int(record["pid"]), str(record["host"])
+        start = record.get("pid_start")
+    except (ValueError, TypeError, KeyError):
+        return None if age > UNREADABLE_CLAIM_S else {"pid": None, "host": None, "started": None}
+    if host == socket.gethostname() and not _pid_alive(pid, start if isinstance(start, int) else None):
+        return None
+    return {"pid": pid, "host": host, "started": record.get("started")}
+
+
+def claim_cell(out: Path, cell_id: str) -> bool:
+    """Claim the cell for this process before running it; ``False`` when another live worker holds it.
+
+    A stale claim (see :func:`claim_holder`) is replaced. Two workers taking over the same stale claim at the same
+    instant could both run the cell; its folder is written atomically, so the worst case is work done twice.
+
+    Raises:
+        OSError: the claims folder cannot be written.
+    """
+    path = _claim_path(out, cell_id)
+    record = json.dumps({**_me(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    for _ in range(2):
+        if create_exclusive(path, record):
+            return True
+        if claim_holder(out, cell_id) is not None:
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return False
+
+
+def release_cell(out: Path, cell_id: str) -> None:
+    """Remove this process's claim of the cell (a claim held by another process is left alone)."""
+    path = _claim_path(out, cell_id)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    me = _me()
+    if isinstance(record, dict) and all(record.get(k) == me[k] for k in ("pid", "host")):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
