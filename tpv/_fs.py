@@ -208,6 +208,21 @@ def _mkparent(dest: Path) -> None:
         raise FormatError(f"{dest}: cannot write here: a parent of this path is a file, not a folder") from None
 
 
+def _temp_sibling(dest: Path, data: bytes) -> str:
+    """Write ``data`` to a new temp sibling of ``dest`` (named for this process) and fsync it; returns its path."""
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(dest), suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temp file in the same folder, fsync, rename over it, fsync the folder.
 
@@ -230,12 +245,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     with contextlib.suppress(OSError):
         old = os.stat(dest)
         mode, owner = stat.S_IMODE(old.st_mode), (old.st_uid, old.st_gid)  # an overwritten file keeps both
-    fd, tmp = tempfile.mkstemp(prefix=_prefix(dest), suffix=".tmp", dir=dest.parent)
+    tmp = _temp_sibling(dest, data)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         if owner is not None and owner != (os.getuid(), os.getgid()):
             with contextlib.suppress(OSError):  # only root (or the owner, for the group) may; else the writer owns it
                 os.chown(tmp, *owner)
@@ -272,12 +283,8 @@ def create_exclusive(path: str | os.PathLike[str], text: str) -> bool:
     dest = Path(path)
     _mkparent(dest)
     data = text.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=_prefix(dest), suffix=".tmp", dir=dest.parent)
+    tmp = _temp_sibling(dest, data)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         try:
             os.link(tmp, dest)
         except FileExistsError:
