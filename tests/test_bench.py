@@ -509,6 +509,29 @@ def test_cli_workers_split_one_run(tiny_model_dir: Path, tmp_path: Path) -> None
     assert isinstance(res.exception, ConfigError) and "--workers is for the in-process executor" in str(res.exception)
 
 
+def test_cli_workers_name_a_helper_that_failed(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A helper that dies at once leaves the work to the others, and the run says which helper failed and where."""
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from tpv.cli import bench as cli_bench
+
+    def dying(count: int, configs: Any, out: Any, overrides: Any, logs: Path) -> list[Any]:
+        logs.mkdir(parents=True, exist_ok=True)
+        return [subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]) for _ in range(count)]
+
+    monkeypatch.setattr(cli_bench, "_spawn_workers", dying)
+    args = ["run", "sources", "tiny", "--set", f"model.name={tiny_model_dir}", "--set", "tasks.sources=[vader_words]"]
+    res = CliRunner().invoke(cli_bench.app, [*args, "--out", str(tmp_path), "--no-progress", "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    assert "2 cell(s) run, 0 run by other workers" in res.output
+    assert "helper worker 1 exited with status 3: see " in res.output and "worker-1.log" in res.output
+
+
 def test_library_never_prints(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The harness writes nothing to stdout (only the CLI prints)."""
     config, layers = tiny_config("sources", tiny_model_dir, "tasks.sources=[vader_words]")

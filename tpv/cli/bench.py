@@ -204,6 +204,10 @@ def run_command(
             proc.wait()
     if worker:
         raise typer.Exit(0 if summary.ok else 1)
+    for i, proc in enumerate(helpers, 1):
+        if proc.returncode != 0:
+            log = logs / f"worker-{i}.log"
+            typer.echo(f"helper worker {i} exited with status {proc.returncode}: see {log}", err=True)
     done = len(summary.executed)
     before = len(summary.finished) - len(summary.by_others)
     by_others = f" {len(summary.by_others)} run by other workers," if workers > 1 or summary.by_others else ""
