@@ -288,12 +288,29 @@ def test_guard_suggests_what_the_run_did_not_try(rule: str, suggested: list[str]
     from tpv.engine.guard import run_warnings
 
     evals = [{"accuracy": 0.5}]
-    (stuck,) = run_warnings(norm_ratio=0.5, evals=evals, validation_labels=[0, 1] * 50, lr=0.01, rule=rule, steps=20)
+    (stuck,) = run_warnings(norm_ratio=0.1, evals=evals, validation_labels=[0, 1] * 50, lr=0.01, rule=rule, steps=20)
     fix = stuck.split("Fix: ")[1]
     assert all(s in fix for s in suggested) and not any(s in fix for s in not_suggested), fix
     hot = run_warnings(norm_ratio=9.0, evals=evals, validation_labels=[0, 1] * 50, lr=0.3, rule=rule, steps=20)
     assert len(hot) == 2 and all("lower lr (e.g. 0.03)" in w for w in hot)
     assert ("lr='auto'" in hot[0].split("Fix: ")[1]) is (rule != "auto")
+
+
+def test_guard_blames_the_rate_by_how_far_the_prompt_moved() -> None:
+    """Stuck at chance: barely moved -> rate too low; moved within the embeddings' scale -> not 'too low' (more steps,
+    a lower rate or other label words); far out -> too high."""
+    from tpv.engine.guard import NORM_RATIO_LIMIT, STILL_RATIO, run_warnings
+
+    def stuck(ratio: float) -> str:
+        (*_, last) = run_warnings(norm_ratio=ratio, evals=[{"accuracy": 0.5}], validation_labels=[0, 1] * 50,
+                                  lr=0.3, rule="given", steps=200)  # fmt: skip
+        return last
+
+    low, moved, high = stuck(STILL_RATIO / 2), stuck(2.7), stuck(NORM_RATIO_LIMIT * 3)
+    assert "too low" in low and "higher lr (e.g. 0.9)" in low
+    assert "too low" not in moved and "higher lr" not in moved and "moved (2.70x its origin's norm)" in moved
+    assert "more steps (e.g. 400)" in moved and "a lower lr (e.g. 0.1)" in moved and "label words" in moved
+    assert "too high" in high and "a lower lr (e.g. 0.03)" in high and "more steps" not in high
 
 
 def test_lora_reference_trains_and_scores_like_the_engine(tiny: Any) -> None:

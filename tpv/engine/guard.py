@@ -5,7 +5,13 @@ Two findings, each one sentence with the likely cause and the fix, recorded in `
 
 * the prompt ended more than :data:`NORM_RATIO_LIMIT` times its origin's norm away from the origin: it left the
   scale of the model's embeddings (the symptom of a learning rate too high for the model);
-* validation accuracy never rose above always answering the commonest class by two binomial standard errors.
+* validation accuracy never rose above always answering the commonest class by two binomial standard errors. Its
+  likely cause follows from how far the prompt moved: more than :data:`NORM_RATIO_LIMIT` x its origin's norm, a
+  rate too high; less than :data:`STILL_RATIO` x, a rate too low (or too few steps); in between, the prompt moved
+  without finding the task (too few steps, a rate too high to settle, or label words the model does not tie to the
+  classes). In the calibration study (``benchmarks/results/calibration``) the runs stuck at chance were at 0.01-0.14x
+  (lr 1e-3, SGD), 0.8-2.9x (Adafactor at 0.3 and AdamW at 0.3 on Gemma with new label words; a WiC-style task the
+  model cannot learn) and 16.7x (AdamW at 0.3 on SmolLM2).
 """
 
 from __future__ import annotations
@@ -14,10 +20,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["NORM_RATIO_LIMIT", "above_chance", "majority_rate", "run_warnings"]
+__all__ = ["NORM_RATIO_LIMIT", "STILL_RATIO", "above_chance", "majority_rate", "run_warnings"]
 
 NORM_RATIO_LIMIT = 5.0
 """The guard warns when ``||prompt - origin|| / ||origin||`` ends above this."""
+STILL_RATIO = 0.3
+"""A run stuck at chance whose prompt moved less than this (``||prompt - origin|| / ||origin||``) is blamed on a
+rate too low; runs that learned with the calibrated defaults end at 0.6-0.95."""
 
 
 def majority_rate(labels: Sequence[int]) -> float:
@@ -70,22 +79,33 @@ def run_warnings(
         n = len(validation_labels)
         best = max(float(e["accuracy"]) for e in evals)
         if not above_chance(best, chance, n):
-            too_high = norm_ratio > NORM_RATIO_LIMIT
-            cause = (
-                f"{lr_text} is too high (the prompt ended {norm_ratio:.1f}x its origin's norm away)"
-                if too_high
-                else f"{lr_text} is too low for this model or {steps} steps are too few"
-            )
+            regime = "high" if norm_ratio > NORM_RATIO_LIMIT else ("low" if norm_ratio < STILL_RATIO else "moved")
+            cause = {
+                "high": f"{lr_text} is too high (the prompt ended {norm_ratio:.1f}x its origin's norm away)",
+                "low": f"{lr_text} is too low for this model (the prompt moved only {norm_ratio:.2f}x its origin's "
+                f"norm) or {steps} steps are too few",
+                "moved": f"the prompt moved ({norm_ratio:.2f}x its origin's norm) without finding the task: {steps} "
+                f"steps are too few, {lr_text} is too high to settle, or this model does not tie the label words "
+                "to the classes",
+            }[regime]
             found.append(
                 f"validation accuracy never rose above chance (best {best:.3f} vs {chance:.3f} for always "
                 f"answering the commonest class, on {n} examples): the prompt did not learn the task. Likely "
-                f"cause: {cause}. Fix: {_fix(rule, lr, too_high)}"
+                f"cause: {cause}. Fix: {_fix(rule, lr, regime, steps)}"
             )
     return found
 
 
-def _fix(rule: str, lr: float, too_high: bool) -> str:
-    """What to try next for a run that never left chance, given how its learning rate was chosen."""
+def _fix(rule: str, lr: float, regime: str, steps: int) -> str:
+    """What to try next for a run that never left chance.
+
+    Given how its learning rate was chosen and how far its prompt moved (``regime``: ``high``, ``low``, ``moved``).
+    """
     other = [f"lr='{r}'" for r in ("auto", "range-test") if r != rule]
-    rate = f"a {'lower' if too_high else 'higher'} lr (e.g. {lr / 10 if too_high else lr * 3:.3g})"
-    return ", ".join([*other, rate]) + ("" if too_high else ", or more steps")
+    if regime == "high":
+        return ", ".join([*other, f"a lower lr (e.g. {lr / 10:.3g})"])
+    if regime == "low":
+        return ", ".join([*other, f"a higher lr (e.g. {lr * 3:.3g})"]) + ", or more steps"
+    return ", ".join([f"more steps (e.g. {2 * steps})", *other, f"a lower lr (e.g. {lr / 3:.3g})"]) + (
+        ", or label words the model already ties to the classes"
+    )
