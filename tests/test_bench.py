@@ -568,6 +568,13 @@ def test_calibration_runs_every_part_with_references(tiny_model_dir: Path, tmp_p
     assert (report / "steps.png").read_bytes()[:4] == b"\x89PNG"  # the defaults at 21 and 28 steps
     assert (report / "curve_rotten_tomatoes.png").read_bytes()[:4] == b"\x89PNG"
     assert "LoRA r=8 (test)" in (report / "results.md").read_text()
+    # the per-task headline: the defaults' mean over seeds, and the sweep's best rate by mean test score
+    (head,) = [t for t in data["tables"] if t["title"] == "Per task: the defaults beside the references"]
+    (line,) = head["rows"]
+    default = rows[("default", "rotten_tomatoes")]["test"]
+    assert line[0] == "rotten_tomatoes" and line[2] == f"{100 * default['mean']:.1f} ({default['n']})"
+    best = max(("lr=0.01", "lr=0.3"), key=lambda s: rows[(s, "rotten_tomatoes")]["test"]["mean"])
+    assert line[-1].startswith(f"{best}: ")
 
 
 def test_steps_to_fraction_finds_the_first_step_near_the_end() -> None:
