@@ -403,10 +403,10 @@ def _run_shared(
             if finished_elsewhere(t):
                 continue
             if claim_cell(root, t.cell.id):
-                if load_cell_result(root, t.cell.id) is None:  # finished between the look and the claim
+                if load_cell_result(root, t.cell.id) is None:
                     mine.append(t)
                     continue
-                release_cell(root, t.cell.id)
+                release_cell(root, t.cell.id)  # another worker stored it between the look and the claim
                 finished_elsewhere(t)
             else:
                 waiting.append(t)
