@@ -157,8 +157,9 @@ def run_command(
     * `tpv bench run my.yaml --set prompt.origins=[0,1] --out /tmp/bench`
     * `tpv bench run fewshot power --workers 2`   (two processes on this machine split the cells)
 
-    Several runs of one plan may share `--out` (`--workers N` starts them for you; starting the same command on
-    another machine over a shared folder works too): each cell runs once, claimed in `OUT/.claims/`.
+    Several runs of one plan may share `--out` (`--workers N` starts them for you; the same command on another
+    machine over a shared folder works too): each cell runs once, claimed in `OUT/.claims/`. A claim whose process
+    died on this machine is taken over; one left by a worker killed on another machine is removed by hand.
     """
     from tpv.bench.api import run
     from tpv.bench.config import load_config
