@@ -41,6 +41,7 @@ CALIBRATION = (
     "calibration.parts=[sweep,default]",
     "calibration.tasks=[rotten_tomatoes]",
     "calibration.lrs=[0.01,0.1,0.3]",
+    "calibration.sweep_seeds=[0]",
     "prompt.origins=[0,1,2]",
     "train.steps=6",
     "train.eval_every=3",
