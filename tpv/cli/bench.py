@@ -187,12 +187,13 @@ def run_command(
             overrides.append(f"runtime.threads={max(1, _cores() // workers)}")
             config, layers = load_config(*configs, overrides=overrides)
         logs = out / config.name / "workers"
-        helpers = _spawn_workers(workers - 1, list(configs), out, overrides, logs)
         typer.echo(
             f"{workers} workers ({config.runtime.threads} torch thread(s) each); helpers log to {logs}", err=True
         )
     ex = make_executor(executor, address=address, **extra)
     try:
+        if workers > 1:
+            helpers = _spawn_workers(workers - 1, list(configs), out, overrides, logs)
         summary = run(config, out, layers=layers, executor=ex, progress=_TqdmProgress(progress and not worker),
                       report=not worker)  # fmt: skip
     except BaseException:
