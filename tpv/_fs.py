@@ -66,16 +66,16 @@ def _proc_stat(pid: int) -> list[str] | None:
     return text[text.rfind(")") + 2 :].split()
 
 
-def _process_start(pid: int) -> int | None:
+def process_start(pid: int) -> int | None:
     """When process ``pid`` started (clock ticks since boot; ``None`` where ``/proc`` is unavailable)."""
     fields = _proc_stat(pid)
     return int(fields[19]) if fields and len(fields) > 19 and fields[19].isdigit() else None
 
 
-def _pid_alive(pid: int, start: int | None = None) -> bool:
+def pid_alive(pid: int, start: int | None = None) -> bool:
     """Whether process ``pid`` runs (a zombie does not).
 
-    With ``start`` (from :func:`_process_start`), also that it is the process that started then, not a later one
+    With ``start`` (from :func:`process_start`), also that it is the process that started then, not a later one
     given the same id.
     """
     if pid == os.getpid():
@@ -91,7 +91,7 @@ def _pid_alive(pid: int, start: int | None = None) -> bool:
         return True
     if fields[0] in ("Z", "X"):
         return False
-    return start is None or _process_start(pid) in (None, start)
+    return start is None or process_start(pid) in (None, start)
 
 
 def clean_stale_siblings(dest: Path) -> list[Path]:
@@ -115,7 +115,7 @@ def clean_stale_siblings(dest: Path) -> list[Path]:
             age = now - entry.stat(follow_symlinks=False).st_mtime
         except OSError:
             continue
-        stale = (not _pid_alive(int(pid))) if pid else age > _STALE_AGE_S
+        stale = (not pid_alive(int(pid))) if pid else age > _STALE_AGE_S
         if not stale or (match.group(2) == "old" and not dest.exists()):
             continue  # a lone .old is an interrupted folder swap: recover_dir restores it
         path = Path(entry.path)
@@ -335,7 +335,7 @@ def recover_dir(path: str | os.PathLike[str]) -> bool:
     found: list[tuple[float, Path]] = []
     for entry in os.scandir(dest.parent):
         match = pattern.match(entry.name)
-        if match is None or (match.group(1) and _pid_alive(int(match.group(1)))):
+        if match is None or (match.group(1) and pid_alive(int(match.group(1)))):
             continue  # a live writer is between its two renames: it finishes the swap itself
         with contextlib.suppress(OSError):
             if entry.is_dir(follow_symlinks=False):

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tpv._fs import _pid_alive, _process_start, atomic_dir, atomic_write_text, create_exclusive
+from tpv._fs import atomic_dir, atomic_write_text, create_exclusive, pid_alive, process_start
 from tpv.bench.cells import CELL_KINDS, Cell, CellInput, CellOutput
 from tpv.errors import TPVError
 
@@ -144,7 +144,7 @@ def _claim_path(out: Path, cell_id: str) -> Path:
 
 
 def _me() -> dict[str, Any]:
-    return {"pid": os.getpid(), "host": socket.gethostname(), "pid_start": _process_start(os.getpid())}
+    return {"pid": os.getpid(), "host": socket.gethostname(), "pid_start": process_start(os.getpid())}
 
 
 def claim_holder(out: Path, cell_id: str) -> dict[str, Any] | None:
@@ -168,7 +168,7 @@ def claim_holder(out: Path, cell_id: str) -> dict[str, Any] | None:
         start = record.get("pid_start")
     except (ValueError, TypeError, KeyError):
         return None if age > UNREADABLE_CLAIM_S else {"pid": None, "host": None, "started": None}
-    if host == socket.gethostname() and not _pid_alive(pid, start if isinstance(start, int) else None):
+    if host == socket.gethostname() and not pid_alive(pid, start if isinstance(start, int) else None):
         return None
     return {"pid": pid, "host": host, "started": record.get("started")}
 
