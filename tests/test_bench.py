@@ -365,6 +365,40 @@ def test_fewshot_chooses_on_the_k_shots_only(tiny_model_dir: Path, tmp_path: Pat
     assert ci["ci95"] == pytest.approx(summarize(list(ci["per_seed"].values())).ci95())
 
 
+def test_fewshot_dtvg_candidate(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """fewshot.dtvg_warmup_steps: each k > 0 choice groups the sources around a k-shot warm-up vector (DTVG-style)
+    and tries the group's sum as a tpv_best candidate; k = 0 and the cells planned without it keep their ids."""
+    from tpv.bench.experiments import get_experiment
+    from tpv.vector import TaskPromptVector
+
+    base = ("fewshot.selection=shots", "fewshot.epochs=4", "fewshot.min_steps=1", "fewshot.max_steps=2",
+            "fewshot.seeds=[0]", "fewshot.inits=[random,tpv_best]", "fewshot.compare=[tpv_best]",
+            "fewshot.merge_methods=[]")  # fmt: skip
+    plain, _ = tiny_config("fewshot", tiny_model_dir, *base)
+    config, layers = tiny_config("fewshot", tiny_model_dir, *base, "fewshot.dtvg_warmup_steps=2")
+    before = {f"{c.kind}/{c.name}": c.id for c in get_experiment("fewshot").plan(plain)}
+    after = {f"{c.kind}/{c.name}": c for c in get_experiment("fewshot").plan(config)}
+    assert after["select/imdb_reviews/k0/o0"].id == before["select/imdb_reviews/k0/o0"]  # nothing to warm up at 0
+    assert after["select/imdb_reviews/k2/o0"].id != before["select/imdb_reviews/k2/o0"]
+    assert after["select/imdb_reviews/k2/o0"].params["fewshot"]["dtvg_warmup"]["steps"] == 2
+    assert "dtvg_warmup_steps" not in json.dumps(plain.to_dict())  # older configs are written as they were
+    summary = run(config, tmp_path, layers=layers)
+    assert summary.ok, summary.failed
+    cell = {f"{c.kind}/{c.name}": c for c in summary.cells}["select/imdb_reviews/k2/o0"]
+    m = json.loads((tmp_path / "cells" / cell.id / "result.json").read_text())["metrics"]
+    sources = set(cell.params["fewshot"]["sources"])
+    assert m["dtvg"]["warmup_steps"] == 2 and set(m["dtvg"]["similarity"]) == sources
+    group = m["dtvg"]["group"]
+    assert set(group) <= sources
+    assert all(m["dtvg"]["similarity"][g] > 0 for g in group)  # the threshold: only sources like the warm-up vector
+    assert ("dtvg" in m["validation_accuracy"]) == bool(group)
+    if m["tpv_best"] == "dtvg":  # the kept init is the group's sum
+        kept = TaskPromptVector.load(tmp_path / "cells" / cell.id / "init-tpv_best.safetensors")
+        assert set(kept.terms) == set(group)
+    md = (tmp_path / "fewshot-tiny" / "results.md").read_text()
+    assert "DTVG group (accuracy)" in md
+
+
 def test_similarity_writes_heatmaps(tiny_model_dir: Path, tmp_path: Path) -> None:
     """similarity writes vector and prompt heatmaps and the mean cosines."""
     config, layers = tiny_config("similarity", tiny_model_dir)

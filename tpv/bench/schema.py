@@ -180,6 +180,14 @@ class FewShotSection(_Section):
     )
     min_steps: int = Field(20, ge=1, description="The budget rule's fewest steps.")
     max_steps: int = Field(200, ge=1, description="The budget rule's most steps.")
+    dtvg_warmup_steps: int = Field(
+        0,
+        ge=0,
+        description="selection 'shots', k > 0: tpv_best also tries DTVG-style grouping. A prompt is tuned from the "
+        "origin on the k shots for this many steps; its vector is the target vector that "
+        "tpv.select.select_sources(method='dtvg') groups the sources by; the candidate is origin + the group's sum. "
+        "0: off.",
+    )
 
     @field_validator("shots")
     @classmethod
@@ -545,6 +553,7 @@ _LATER_KEYS: dict[str, dict[str, Any]] = {
         "epochs": None,
         "min_steps": 20,
         "max_steps": 200,
+        "dtvg_warmup_steps": 0,
     },
     "data": {"min_test": None},
 }

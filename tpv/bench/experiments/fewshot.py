@@ -86,6 +86,10 @@ def _select_cell(config: Config, target: str, seed: int, sources: Sequence[str],
         selection.update({"shots": shots, "sources": list(sources)})
         if shots == 0:
             selection["zero_shot_combination"] = fs.zero_shot_combination
+        elif fs.dtvg_warmup_steps:  # absent when off: the cells planned before it keep their ids
+            warmup = {**config.train_options(fewshot=True), "steps": fs.dtvg_warmup_steps, "eval_every": 0}
+            selection["dtvg_warmup"] = warmup
+            est += fs.dtvg_warmup_steps * rt.seconds_per_step
     params = {
         **common_params(config),
         "target": target,
@@ -95,6 +99,14 @@ def _select_cell(config: Config, target: str, seed: int, sources: Sequence[str],
     }
     name = f"{target}/o{seed}" if shots is None else f"{target}/k{shots}/o{seed}"
     return make_cell("select", name, params, stage="select", deps=select_deps, estimate_s=est)
+
+
+def _dtvg_cell(m: Mapping[str, Any]) -> str:
+    """A selection's DTVG group and its accuracy on the shots ('–' where it was not tried, 'none' if empty)."""
+    if "dtvg" not in m:
+        return "–"
+    group = m["dtvg"]["group"]
+    return f"{'+'.join(group)} ({pct(m['validation_accuracy'].get('dtvg'))})" if group else "none"
 
 
 def _classes(task: str) -> int:
@@ -336,23 +348,27 @@ class _FewShot:
         rows = []
         selections = metrics_of(results, cells, "select")
         by_shots = any("shots" in m for _c, m in selections)
+        with_dtvg = any("dtvg" in m for _c, m in selections)
         for _c, m in selections:
             va = m["validation_accuracy"]
             best_source = va.get(f"source:{m['spot_best']}")
             details = json.dumps(m.get("tpv_best_info", {}))
             rows.append(
                 [m["target"], m["origin"], *([m.get("shots", "–")] if by_shots else []), m["spot_best"], m["tpv_best"],
-                 details, pct(va.get("random")), pct(best_source), pct(va.get("tpv")), pct(va.get(m["tpv_best"]))]
+                 details, pct(va.get("random")), pct(best_source), pct(va.get("tpv")), pct(va.get(m["tpv_best"])),
+                 *([_dtvg_cell(m)] if with_dtvg else [])]
             )  # fmt: skip
         if by_shots:
             return Table(
                 "Init selection on the k training shots of each cell (accuracy on them, %)",
                 ["target", "seed", "shots", "best source", "tpv best", "tpv best details", "random", "best source",
-                 "TPV sum", "tpv best"],
+                 "TPV sum", "tpv best", *(["DTVG group (accuracy)"] if with_dtvg else [])],
                 rows,
                 "spot_best and tpv_best are chosen on the k training shots per class only (at most "
                 "fewshot.selection_examples of them), before training; at 0 shots by fixed rules (the target's "
-                "first source; fewshot.zero_shot_combination).",
+                "first source; fewshot.zero_shot_combination)."
+                + (" 'DTVG group': the sources grouped around a prompt warmed up on the k shots "
+                   "(fewshot.dtvg_warmup_steps), one of tpv best's candidates." if with_dtvg else ""),
             )  # fmt: skip
         return Table(
             "Init selection on target validation examples (accuracy, %)",

@@ -32,6 +32,7 @@ from tpv.bench.experiments._common import (
     load_cell_model,
     score_prompt,
     score_together,
+    train_config,
     train_info,
     vector_bytes,
     vector_from,
@@ -226,6 +227,8 @@ def _scored_choice(params: Mapping[str, Any], inputs: Mapping[str, CellInput], f
 
     names = sorted(by_source)
     vectors = [by_source[n] for n in names]
+    dtvg = _dtvg_group(fs["dtvg_warmup"], names, vectors, origin, examples, model, tok, spec) \
+        if "dtvg_warmup" in fs else None  # fmt: skip
     scorer = _selection_scorer(model, tok, examples, spec, params["eval"], params["model"])
 
     total = sum(vectors[1:], vectors[0])
@@ -237,6 +240,8 @@ def _scored_choice(params: Mapping[str, Any], inputs: Mapping[str, CellInput], f
     fixed.update({key: m.apply_to(origin) for key, m in merged.items()})
     if mixture is not None:
         fixed["spot_multi"] = mixture.apply_to(origin)
+    if dtvg is not None and dtvg[0] is not None:
+        fixed["dtvg"] = dtvg[0].apply_to(origin)
     scored = dict(zip(fixed, scorer(torch.stack(list(fixed.values()))).tolist()))  # (len(fixed), rows, dim) -> scores
 
     validation_scores: dict[str, float] = {k: v for k, v in scored.items() if k != "spot_multi" and k not in merged}
@@ -245,6 +250,8 @@ def _scored_choice(params: Mapping[str, Any], inputs: Mapping[str, CellInput], f
     key, found = _search(vectors, origin, scorer, fs)
     candidates[key] = found
     candidates.update({k: (m, scored[k], {"method": k.removeprefix("merge_")}) for k, m in merged.items()})
+    if dtvg is not None and dtvg[0] is not None:
+        candidates["dtvg"] = (dtvg[0], scored["dtvg"], dtvg[1])
     for k, (_v, s, _info) in candidates.items():
         validation_scores[k] = s
     best_key = max(candidates, key=lambda k: (candidates[k][1], -list(candidates).index(k)))
@@ -259,6 +266,7 @@ def _scored_choice(params: Mapping[str, Any], inputs: Mapping[str, CellInput], f
         "target": spec.name,
         "origin": params["origin"],
         **({"shots": int(fs["shots"])} if "shots" in fs else {}),
+        **({"dtvg": dtvg[1]} if dtvg is not None else {}),
         "selection_examples": len(examples),
         "validation_accuracy": validation_scores,
         "spot_best": best_source,
@@ -267,6 +275,31 @@ def _scored_choice(params: Mapping[str, Any], inputs: Mapping[str, CellInput], f
         "tpv_best_terms": dict(candidates[best_key][0].terms),
     }
     return CellOutput(metrics, artifacts)
+
+
+def _dtvg_group(options: Mapping[str, Any], names: Sequence[str], vectors: Sequence[TaskPromptVector],
+                origin: Origin, examples: Sequence[Any], model: Any, tok: Any,
+                spec: TaskSpec) -> tuple[TaskPromptVector | None, dict[str, Any]]:  # fmt: skip
+    """tpv_best's DTVG-style candidate: the sum of the sources grouped around a warm-up vector of the k shots.
+
+    A prompt is tuned from ``origin`` on ``examples`` (the choice's k shots) for ``options["steps"]`` steps; its
+    vector is the target vector :func:`tpv.select.select_sources` (``method="dtvg"``) groups the sources by (target
+    similarity and knowledge consistency). Returns the group's sum (``None`` when no source is more similar to the
+    target than 0) and what was chosen, with every source's similarity to the warm-up vector.
+    """
+    from tpv.engine.loop import train
+    from tpv.select import select_sources
+
+    warm = train(model, tok, list(examples), task=spec.name, label_words=spec.label_words, init=origin,
+                 origin=origin, config=train_config(options), progress=False)  # fmt: skip
+    chosen = select_sources(warm.vector, dict(zip(names, vectors)), method="dtvg")
+    info: dict[str, Any] = {
+        "warmup_steps": int(options["steps"]),
+        "group": list(chosen.chosen),
+        "similarity": {s.name: round(s.score, 4) for s in chosen.ranking},
+    }
+    group = [vectors[names.index(n)] for n in chosen.chosen]
+    return (sum(group[1:], group[0]) if group else None), info
 
 
 def _prepare_fewshot(params: Mapping[str, Any], inputs: Mapping[str, CellInput], model: Any, tok: Any) -> Tuning:
