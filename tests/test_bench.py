@@ -554,9 +554,9 @@ def test_cli_workers_name_a_helper_that_failed(
 
     from tpv.cli import bench as cli_bench
 
-    def dying(count: int, configs: Any, out: Any, overrides: Any, logs: Path) -> list[Any]:
+    def dying(procs: list[Any], count: int, configs: Any, out: Any, overrides: Any, logs: Path) -> None:
         logs.mkdir(parents=True, exist_ok=True)
-        return [subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]) for _ in range(count)]
+        procs.extend(subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]) for _ in range(count))
 
     monkeypatch.setattr(cli_bench, "_spawn_workers", dying)
     args = ["run", "sources", "tiny", "--set", f"model.name={tiny_model_dir}", "--set", "tasks.sources=[vader_words]"]
@@ -564,6 +564,32 @@ def test_cli_workers_name_a_helper_that_failed(
     assert res.exit_code == 0, res.output
     assert "2 cell(s) run, 0 run by other workers" in res.output
     assert "helper worker 1 exited with status 3: see " in res.output and "worker-1.log" in res.output
+
+
+def test_cli_workers_stop_the_started_helpers_when_a_spawn_fails(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spawn failing part-way (e.g. out of processes) stops the helpers already started: none runs on alone."""
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from tpv.cli import bench as cli_bench
+
+    started: list[Any] = []
+
+    def failing(procs: list[Any], count: int, configs: Any, out: Any, overrides: Any, logs: Path) -> None:
+        procs.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+        started.extend(procs)
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(cli_bench, "_spawn_workers", failing)
+    args = ["run", "sources", "tiny", "--set", f"model.name={tiny_model_dir}", "--set", "tasks.sources=[vader_words]"]
+    res = CliRunner().invoke(cli_bench.app, [*args, "--out", str(tmp_path), "--no-progress", "--workers", "3"])
+    assert isinstance(res.exception, OSError)
+    assert len(started) == 1 and started[0].poll() is not None  # terminated and reaped, not left running
+    assert started[0].returncode != 0
 
 
 def test_library_never_prints(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

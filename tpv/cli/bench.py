@@ -89,12 +89,17 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _spawn_workers(count: int, configs: list[str], out: Path, overrides: list[str], logs: Path) -> list[Any]:
-    """Start ``count`` helper processes of the same run (``--worker``); their output goes to ``logs/worker-I.log``."""
+def _spawn_workers(
+    procs: list[Any], count: int, configs: list[str], out: Path, overrides: list[str], logs: Path
+) -> None:
+    """Start ``count`` helper processes of the same run (``--worker``); output goes to ``logs/worker-I.log``.
+
+    Each is appended to ``procs`` as it starts, so a failure part-way leaves the started ones where the caller
+    stops them.
+    """
     import subprocess
 
     logs.mkdir(parents=True, exist_ok=True)
-    procs = []
     for i in range(1, count + 1):
         cmd = [sys.executable, "-c", "from tpv.cli import main; main()", "bench", "run", *configs, "--out", str(out),
                "--no-progress", "--worker"]  # fmt: skip
@@ -102,7 +107,6 @@ def _spawn_workers(count: int, configs: list[str], out: Path, overrides: list[st
             cmd += ["--set", item]
         with open(logs / f"worker-{i}.log", "ab") as log:
             procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-    return procs
 
 
 @app.command("run")
@@ -193,7 +197,7 @@ def run_command(
     ex = make_executor(executor, address=address, **extra)
     try:
         if workers > 1:
-            helpers = _spawn_workers(workers - 1, list(configs), out, overrides, logs)
+            _spawn_workers(helpers, workers - 1, list(configs), out, overrides, logs)
         summary = run(config, out, layers=layers, executor=ex, progress=_TqdmProgress(progress and not worker),
                       report=not worker)  # fmt: skip
     except BaseException:
