@@ -635,6 +635,33 @@ def test_calibration_runs_every_part_with_references(tiny_model_dir: Path, tmp_p
     assert line[0] == "rotten_tomatoes" and line[2] == f"{100 * default['mean']:.1f} ({default['n']})"
     best = max(("lr=0.01", "lr=0.3"), key=lambda s: rows[(s, "rotten_tomatoes")]["test"]["mean"])
     assert line[-1].startswith(f"{best}: ")
+    assert line[6] == "–" and line[9] == "–"  # one seed each: nothing to test
+
+
+def test_calibration_headline_tests_the_defaults_over_seeds() -> None:
+    """The headline's defaults − LoRA and defaults − lr 0.3: Welch over seeds, Bonferroni over the table's tests."""
+    from scipy import stats
+
+    from tpv.bench.config import load_config
+    from tpv.bench.experiments import get_experiment
+    from tpv.bench.stats import summarize
+
+    config, _ = load_config("calibration", overrides=["calibration.tasks=[rotten_tomatoes,vader_words]"])
+    seeds = {("default", "rotten_tomatoes"): [0.85, 0.85, 0.835], ("lr=0.3", "rotten_tomatoes"): [0.54, 0.5, 0.675],
+             ("default", "vader_words"): [0.96, 0.97, 0.95]}  # fmt: skip
+    rows = [{"setting": s, "task": t, "test": summarize(v).to_dict(), "norm_ratio": 1.0, "of_lora": 1.0,
+             "gain_over_untuned": 0.1, "per_seed": v} for (s, t), v in seeds.items()]  # fmt: skip
+    lora = {"rotten_tomatoes": [0.87, 0.84, 0.9], "vader_words": [0.95]}
+    summary: dict = {"rows": rows}
+    refs = {t: summarize(v) for t, v in lora.items()}
+    table = get_experiment("calibration")._headline(config, summary, refs, refs, lora)
+    rt, vader = table.rows
+    raw = stats.ttest_ind(seeds[("default", "rotten_tomatoes")], seeds[("lr=0.3", "rotten_tomatoes")],
+                          equal_var=False).pvalue  # fmt: skip
+    assert rt[9] == f"{100 * (0.845 - 0.5716666):+.1f} (p {min(1.0, 2 * raw):.2g})"  # 2 tests: LoRA, lr 0.3
+    assert rt[6].startswith("-2.5 (p ") and vader[6] == "–" and vader[9] == "–"  # LoRA has 1 seed on VADER
+    assert [(t["task"], t["defaults_vs"]) for t in summary["tests"]] == [
+        ("rotten_tomatoes", "LoRA"), ("rotten_tomatoes", "lr=0.3"), ("vader_words", "LoRA")]
 
 
 def test_steps_to_fraction_finds_the_first_step_near_the_end() -> None:
