@@ -661,7 +661,10 @@ def test_calibration_headline_tests_the_defaults_over_seeds() -> None:
     assert rt[9] == f"{100 * (0.845 - 0.5716666):+.1f} (p {min(1.0, 2 * raw):.2g})"  # 2 tests: LoRA, lr 0.3
     assert rt[6].startswith("-2.5 (p ") and vader[6] == "–" and vader[9] == "–"  # LoRA has 1 seed on VADER
     assert [(t["task"], t["defaults_vs"]) for t in summary["tests"]] == [
-        ("rotten_tomatoes", "LoRA"), ("rotten_tomatoes", "lr=0.3"), ("vader_words", "LoRA")]
+        ("rotten_tomatoes", "LoRA"),
+        ("rotten_tomatoes", "lr=0.3"),
+        ("vader_words", "LoRA"),
+    ]
 
 
 def test_steps_to_fraction_finds_the_first_step_near_the_end() -> None:
