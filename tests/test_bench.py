@@ -667,6 +667,24 @@ def test_calibration_headline_tests_the_defaults_over_seeds() -> None:
     ]
 
 
+def test_calibration_rows_are_tested_against_the_defaults() -> None:
+    """Each setting's row gets '− defaults': Welch over seeds on its task, Bonferroni over the rows tested."""
+    from scipy import stats
+
+    from tpv.bench.experiments import get_experiment
+
+    seeds = {("default", "a"): [0.8, 0.82, 0.81], ("lr=0.3", "a"): [0.5, 0.55, 0.6], ("sgd", "a"): [0.79, 0.8, 0.83],
+             ("lr=0.3", "b"): [0.5, 0.6], ("warmup", "a"): [0.7]}  # fmt: skip
+    records = [{"setting": s, "task": t, "per_seed": v} for (s, t), v in seeds.items()]
+    rows: list[list[Any]] = [[s, t] for s, t in seeds]
+    get_experiment("calibration")._against_defaults(records, rows)
+    raw = stats.ttest_ind(seeds[("lr=0.3", "a")], seeds[("default", "a")], equal_var=False).pvalue
+    assert rows[1][-1] == f"-26.0 (p {min(1.0, 2 * raw):.2g}{'*' if 2 * raw < 0.05 else ''})"  # 2 rows tested
+    assert records[1]["vs_defaults"]["p_adjusted"] == pytest.approx(min(1.0, 2 * raw))
+    assert [r[-1] for r in rows[3:]] == ["–", "–"] and rows[0][-1] == "–"  # no defaults on b; one seed; itself
+    assert "vs_defaults" not in records[4]
+
+
 def test_steps_to_fraction_finds_the_first_step_near_the_end() -> None:
     """steps_to_fraction returns the first step at >= 95 % of the last score."""
     from tpv.bench.calibration import steps_to_fraction

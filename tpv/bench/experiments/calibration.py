@@ -368,6 +368,7 @@ class _Calibration:
                                     "steps_to_95": s95, "gain_over_untuned": gain, "of_lora": of_lora,
                                     "warned": warned, "n_test": n_test,
                                     "per_seed": [m["test"] for m in ms]})  # fmt: skip
+        self._against_defaults(summary["rows"], rows)
         for t in tasks:
             summary["untuned"][t] = ref_untuned[t].to_dict()
             summary["lora"][t] = ref_lora[t].to_dict()
@@ -388,18 +389,40 @@ class _Calibration:
                 "gain vs untuned",
                 "% of LoRA",
                 "warned",
+                "− defaults",
             ],
             rows,
             "Scores in % (the task's metric), mean ± std over origin seeds; s.e. = binomial standard error of one "
             "test score. 'lr' is the peak learning rate used (resolved for lr='auto'). 'steps to 95 %': first "
             "evaluation reaching 95 % of the final validation score. 'warned': runs the guard warned about "
             "(norm ratio > 5 or validation at chance). The steps=N rows (the defaults at a larger budget) are set "
-            "beside LoRA at the base budget (train.steps).",
+            "beside LoRA at the base budget (train.steps). '− defaults': the row's mean test score minus the "
+            "defaults' on the same task, in points (p: two-sided Welch t-test over the seeds, Bonferroni-adjusted "
+            "over every row with at least 2 seeds; * significant at 0.05).",
         )
         lora_seeds = {t: [m["test"] for m in loras if m["task"] == t] for t in tasks}
         headline = self._headline(config, summary, ref_untuned, ref_lora, lora_seeds)
         figures = self._plots(config, prompts, untuned, loras, report_dir)
         return Report({"calibration": summary}, [headline, table], figures)
+
+    @staticmethod
+    def _against_defaults(records: list[dict[str, Any]], rows: list[list[Any]]) -> None:
+        """Test every setting against the defaults on its task (Welch, Bonferroni over the rows tested).
+
+        The result goes into each record (``vs_defaults``) and, as the last column, into each table row.
+        """
+        defaults = {r["task"]: r["per_seed"] for r in records if r["setting"] == "default"}
+        tested = [i for i, r in enumerate(records) if r["setting"] != "default" and r["task"] in defaults
+                  and len(r["per_seed"]) > 1 and len(defaults[r["task"]]) > 1]  # fmt: skip
+        results = compare([(records[i]["per_seed"], defaults[records[i]["task"]]) for i in tested])
+        found = dict(zip(tested, results))
+        for i, (record, row) in enumerate(zip(records, rows)):
+            r = found.get(i)
+            if r is None or not math.isfinite(r.p):
+                row.append("–")
+                continue
+            record["vs_defaults"] = r.to_dict()
+            row.append(f"{100 * (r.mean_a - r.mean_b):+.1f} (p {r.p_adjusted:.2g}{'*' if r.significant else ''})")
 
     def _headline(self, config: Config, summary: dict[str, Any], untuned: Mapping[str, Summary],
                   lora: Mapping[str, Summary], lora_seeds: Mapping[str, Sequence[float]]) -> Table:  # fmt: skip
