@@ -382,6 +382,8 @@ def test_fewshot_dtvg_candidate(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert after["select/imdb_reviews/k2/o0"].id != before["select/imdb_reviews/k2/o0"]
     assert after["select/imdb_reviews/k2/o0"].params["fewshot"]["dtvg_warmup"]["steps"] == 2
     assert "dtvg_warmup_steps" not in json.dumps(plain.to_dict())  # older configs are written as they were
+    with pytest.raises(ConfigError, match=r"dtvg_warmup_steps \(2\) warms .* needs selection: shots"):
+        tiny_config("fewshot", tiny_model_dir, "fewshot.dtvg_warmup_steps=2")
     summary = run(config, tmp_path, layers=layers)
     assert summary.ok, summary.failed
     cell = {f"{c.kind}/{c.name}": c for c in summary.cells}["select/imdb_reviews/k2/o0"]

@@ -212,6 +212,11 @@ class FewShotSection(_Section):
     def _budget(self) -> FewShotSection:
         if self.min_steps > self.max_steps:
             raise ValueError(f"min_steps ({self.min_steps}) must be <= max_steps ({self.max_steps})")
+        if self.dtvg_warmup_steps and self.selection != "shots":
+            raise ValueError(
+                f"dtvg_warmup_steps ({self.dtvg_warmup_steps}) warms a prompt up on the k shots, so it needs "
+                "selection: shots (it is 'validation'); set fewshot.selection=shots or dtvg_warmup_steps=0"
+            )
         return self
 
     @field_validator("merge_methods")
