@@ -93,6 +93,34 @@ def source_table(config: Config, cells: Sequence[Cell], results: Mapping[str, Ma
     return table, summary
 
 
+def training_table(cells: Sequence[Cell], results: Mapping[str, Mapping[str, Any]]) -> tuple[Table, dict]:
+    """How each task's source tunings ended: steps run, the step of the kept (best validation) prompt, its score.
+
+    Shows whether the budget and the stopping rule let every task converge: a best step at the last step says the
+    task was still improving; a run stopped early with its best validation near chance says it stopped too soon.
+    """
+    per_task: dict[str, list[dict[str, Any]]] = {}
+    for _c, m in metrics_of(results, cells, "source"):
+        per_task.setdefault(m["task"], []).append({"origin": int(m["origin"]), **m.get("train", {})})
+    rows = []
+    summary: dict[str, Any] = {}
+    for task, runs in per_task.items():
+        runs.sort(key=lambda r: r["origin"])
+        steps = [int(r["steps"]) for r in runs if r.get("steps") is not None]
+        best = [int(r["best_step"]) for r in runs if r.get("best_step") is not None]
+        val = summarize([float(r["best_validation"]) for r in runs if r.get("best_validation") is not None])
+        summary[task] = {"steps": steps, "best_step": best, "best_validation": val.to_dict()}
+        rows.append([task, ", ".join(map(str, steps)), ", ".join(map(str, best)), val.format()])
+    table = Table(
+        "Source tuning: where each run ended",
+        ["task", "steps run (by origin)", "best validation step (by origin)", "best validation %"],
+        rows,
+        "The kept prompt is the one with the best validation score (train.eval_examples examples, every "
+        "train.eval_every steps); with train.patience a run stops after that many evaluations without improvement.",
+    )
+    return table, summary
+
+
 class _Sources:
     name = "sources"
     description = "Source prompts tuned from several origins (test metric mean ± std per task)."
@@ -105,7 +133,8 @@ class _Sources:
         self, config: Config, cells: Sequence[Cell], results: Mapping[str, Mapping[str, Any]], report_dir: Path
     ) -> Report:
         table, summary = source_table(config, cells, results)
-        return Report({"sources": summary}, [table])
+        training, training_summary = training_table(cells, results)
+        return Report({"sources": summary, "training": training_summary}, [table, training])
 
 
 EXPERIMENT = _Sources()
