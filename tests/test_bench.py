@@ -300,6 +300,51 @@ def test_cross_origin_reuses_sources(tiny_model_dir: Path, tmp_path: Path, count
     assert row["own"]["n"] == 2 and row["other"]["n"] == 2
 
 
+def test_cross_origin_retained_ci_and_test_are_over_source_vectors(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """'retained' has a 95 % CI over the source vectors, and own vs other is one Welch test per task (Bonferroni)."""
+    from scipy import stats as st
+
+    from tpv.bench.experiments.cross_origin import EXPERIMENT
+
+    config, _layers = tiny_config("cross_origin", tiny_model_dir)
+    cells = EXPERIMENT.plan(config)
+    rt_, va_ = "rotten_tomatoes", "vader_words"
+    own = {(rt_, 0): 0.9, (rt_, 1): 0.8, (va_, 0): 0.7, (va_, 1): 0.6}
+    other = {(rt_, 0): 0.45, (rt_, 1): 0.6, (va_, 0): 0.6, (va_, 1): 0.7}
+    results: dict[str, dict[str, Any]] = {}
+    for c in cells:
+        task = c.params["task"]
+        if c.kind == "source":
+            o = c.params["origin"]
+            results[c.id] = {"metrics": {"task": task, "metric": "accuracy", "origin": o, "test": own[(task, o)]}}
+        else:
+            a, b = c.params["from_origin"], c.params["to_origin"]
+            results[c.id] = {
+                "metrics": {
+                    "task": task,
+                    "metric": "accuracy",
+                    "from_origin": a,
+                    "to_origin": b,
+                    "own": own[(task, a)],
+                    "other": other[(task, a)],
+                    "other_origin_alone": 0.5,
+                }
+            }
+    report = EXPERIMENT.summarize(config, cells, results, tmp_path)
+    rt = report.summary["cross_origin"]["rotten_tomatoes"]
+    assert rt["retained"] == pytest.approx(0.525 / 0.85)
+    ratios = [0.45 / 0.9, 0.6 / 0.8]
+    assert rt["retained_per_vector"]["mean"] == pytest.approx(sum(ratios) / 2)
+    half = st.t.ppf(0.975, 1) * st.sem(ratios)
+    assert rt["retained_per_vector"]["ci95"] == pytest.approx(half)
+    raw = st.ttest_ind([0.9, 0.8], [0.45, 0.6], equal_var=False).pvalue
+    assert rt["own_vs_other"]["p"] == pytest.approx(raw)
+    assert rt["own_vs_other"]["p_adjusted"] == pytest.approx(min(1.0, 2 * raw))  # two tasks in the family
+    vader = report.summary["cross_origin"]["vader_words"]["own_vs_other"]
+    assert vader["mean_a"] == pytest.approx(0.65) and vader["mean_b"] == pytest.approx(0.65)
+    assert not vader["significant"]
+
+
 def test_fewshot_runs_end_to_end(tiny_model_dir: Path, tmp_path: Path, counting: dict[str, int]) -> None:
     """fewshot selects inits, trains every (init, shots, seed), tests TPV vs the best SPoT and plots curves."""
     config, layers = tiny_config("fewshot", tiny_model_dir)
