@@ -333,6 +333,7 @@ def test_cross_origin_retained_ci_and_test_are_over_source_vectors(tiny_model_di
     report = EXPERIMENT.summarize(config, cells, results, tmp_path)
     rt = report.summary["cross_origin"]["rotten_tomatoes"]
     assert rt["retained"] == pytest.approx(0.525 / 0.85)
+    assert rt["gain_kept"] == pytest.approx((0.525 - 0.5) / (0.85 - 0.5))  # every origin alone scores 0.5
     ratios = [0.45 / 0.9, 0.6 / 0.8]
     assert rt["retained_per_vector"]["mean"] == pytest.approx(sum(ratios) / 2)
     half = st.t.ppf(0.975, 1) * st.sem(ratios)
