@@ -107,7 +107,7 @@ class _CrossOrigin:
         per_task: dict[str, dict[str, list[float]]] = {}
         by_source: dict[str, dict[int, tuple[float, list[float]]]] = {}
         for _c, m in metrics_of(results, cells, "cross"):
-            d = per_task.setdefault(m["task"], {"own": [], "other": [], "alone": []})
+            d = per_task.setdefault(m["task"], {"other": [], "alone": []})
             d["other"].append(float(m["other"]))
             d["alone"].append(float(m["other_origin_alone"]))
             by_source.setdefault(m["task"], {}).setdefault(int(m["from_origin"]), (float(m["own"]), []))[1].append(
