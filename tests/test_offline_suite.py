@@ -27,6 +27,7 @@ from tpv.tasks import (
 
 OFFLINE = [spec.name for spec in list_tasks() if spec.source == "offline"]
 GROUPS = ("offline-sentiment", "offline-topic", "offline-pairs")
+AB_GROUP = "offline-sentiment-ab"  # the sentiment material re-templated with neutral label words
 
 
 def _need(name: str) -> None:
@@ -50,9 +51,20 @@ def test_suite_has_three_groups_of_two_sources_and_two_targets() -> None:
         for task in group.tasks:
             assert get_task(task).source == "offline" and get_task(task).group == name
         members += group.tasks
-    variants = {"rotten_tomatoes_ab"}  # the same rows as a member, re-templated with neutral label words
-    assert sorted(members) == sorted(set(OFFLINE) - variants)
-    assert all(offline._BUILDERS[v] is offline._BUILDERS["rotten_tomatoes"] for v in variants)
+    variants = {f"{name}_ab": name for name in ("rotten_tomatoes", "imdb_reviews", "vader_words")}
+    assert sorted(members) == sorted(set(OFFLINE) - set(variants))
+    assert all(offline._BUILDERS[v] is offline._BUILDERS[base] for v, base in variants.items())
+
+
+def test_ab_group_shares_its_label_words_and_only_changes_the_answer() -> None:
+    """The A/B group: every member answers ' A' / ' B' after 'Answer:', each is its base task's rows re-templated."""
+    group = get_group(AB_GROUP)
+    assert group.sources == ("imdb_reviews_ab", "vader_words_ab") and group.targets == ("rotten_tomatoes_ab",)
+    for name in group.tasks:
+        spec, base = get_task(name), get_task(name.removesuffix("_ab"))
+        assert spec.group == AB_GROUP and spec.label_words == (" A", " B")
+        assert spec.template == base.template.rsplit("\n", 1)[0] + "\nAnswer:"
+        assert spec.label_names == base.label_names and spec.text_fields == base.text_fields
 
 
 # Like the paper's SST-2 -> SST-5 (the same sentences, relabelled), the VADER and AFINN lexicons rate many of the
@@ -60,7 +72,7 @@ def test_suite_has_three_groups_of_two_sources_and_two_targets() -> None:
 SHARED_WORDS = {("vader_words", "afinn_words")}
 
 
-@pytest.mark.parametrize("name", GROUPS)
+@pytest.mark.parametrize("name", [*GROUPS, AB_GROUP])
 def test_sources_and_targets_are_different_datasets(name: str) -> None:
     """Within each group, no source shares an input with a target, but for the two word lexicons."""
     group = get_group(name)

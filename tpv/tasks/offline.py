@@ -75,7 +75,9 @@ _BUILDERS: dict[str, Callable[[], list[Row]]] = {
     "rotten_tomatoes": _rotten_tomatoes,
     "rotten_tomatoes_ab": _rotten_tomatoes,
     "imdb_reviews": _imdb_reviews,
+    "imdb_reviews_ab": _imdb_reviews,
     "vader_words": _vader_words,
+    "vader_words_ab": _vader_words,
     "afinn_words": _afinn_words,
     "wordnet_noun_supersense": _noun_supersense,
     "wordnet_verb_supersense": _verb_supersense,
@@ -310,15 +312,37 @@ OFFLINE_SPECS: tuple[TaskSpec, ...] = (
 )
 """The offline suite's task specs."""
 
+_AB = {"label_words": (" A", " B"), "group": "offline-sentiment-ab"}
+"""The neutral-label variants: the answer is ' A' (negative) or ' B' (positive) after 'Answer:'."""
+
 OFFLINE_SPECS += (
     dataclasses.replace(
         OFFLINE_SPECS[0],
         name="rotten_tomatoes_ab",
         template="Review: {text}\nAnswer:",
-        label_words=(" A", " B"),
         description="Rotten Tomatoes with neutral label words: the answer is ' A' (negative) or ' B' (positive) "
         "after 'Answer:', words a model does not already tie to the classes, so the prompt must teach the mapping "
         "(the calibration study's hard case).",
+        size="the 8,530 Rotten Tomatoes sentences, label words ' A' / ' B' after 'Answer:'",
+        **_AB,  # type: ignore[arg-type]
+    ),
+    dataclasses.replace(
+        OFFLINE_SPECS[1],
+        name="imdb_reviews_ab",
+        template="Review: {text}\nAnswer:",
+        description="IMDB reviews with the neutral label words of rotten_tomatoes_ab (' A' negative, ' B' positive "
+        "after 'Answer:'), as a source of the A/B sentiment group.",
+        size="the 24,901 IMDB reviews, label words ' A' / ' B' after 'Answer:'",
+        **_AB,  # type: ignore[arg-type]
+    ),
+    dataclasses.replace(
+        OFFLINE_SPECS[2],
+        name="vader_words_ab",
+        template="Word: {word}\nAnswer:",
+        description="VADER's rated words with the neutral label words of rotten_tomatoes_ab (' A' negative, ' B' "
+        "positive after 'Answer:'), as a source of the A/B sentiment group.",
+        size="the 5,585 VADER words, label words ' A' / ' B' after 'Answer:'",
+        **_AB,  # type: ignore[arg-type]
     ),
 )
 
@@ -329,6 +353,15 @@ OFFLINE_GROUPS: tuple[TaskGroup, ...] = (
         "word ratings (targets), as the paper's SST-2/Yelp -> IMDB/SST-5.",
         sources=("rotten_tomatoes", "vader_words"),
         targets=("imdb_reviews", "afinn_words"),
+    ),
+    TaskGroup(
+        "offline-sentiment-ab",
+        "Sentiment with neutral label words (' A' negative, ' B' positive after 'Answer:'): IMDB reviews and VADER "
+        "words (sources) -> Rotten Tomatoes sentences (target). The sources' answers are the target's and the "
+        "untuned model does not know them, so the target has headroom and a source vector can carry the mapping "
+        "(the paper's SST-2 -> IMDB setting, where sources and targets share their label words).",
+        sources=("imdb_reviews_ab", "vader_words_ab"),
+        targets=("rotten_tomatoes_ab",),
     ),
     TaskGroup(
         "offline-topic",
