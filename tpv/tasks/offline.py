@@ -312,38 +312,31 @@ OFFLINE_SPECS: tuple[TaskSpec, ...] = (
 )
 """The offline suite's task specs."""
 
-_AB = {"label_words": (" A", " B"), "group": "offline-sentiment-ab"}
-"""The neutral-label variants: the answer is ' A' (negative) or ' B' (positive) after 'Answer:'."""
 
+def _ab_variant(base: TaskSpec, what: str, description: str) -> TaskSpec:
+    """``base`` re-templated with neutral label words: ' A' (negative) or ' B' (positive) after 'Answer:'."""
+    return dataclasses.replace(
+        base,
+        name=f"{base.name}_ab",
+        group="offline-sentiment-ab",
+        template=base.template.rsplit("\n", 1)[0] + "\nAnswer:",
+        label_words=(" A", " B"),
+        description=description,
+        size=f"the {what}, label words ' A' / ' B' after 'Answer:'",
+    )
+
+
+_AB_SOURCE = "with the neutral label words of rotten_tomatoes_ab, as a source of the A/B sentiment group."
 OFFLINE_SPECS += (
-    dataclasses.replace(
+    _ab_variant(
         OFFLINE_SPECS[0],
-        name="rotten_tomatoes_ab",
-        template="Review: {text}\nAnswer:",
-        description="Rotten Tomatoes with neutral label words: the answer is ' A' (negative) or ' B' (positive) "
-        "after 'Answer:', words a model does not already tie to the classes, so the prompt must teach the mapping "
-        "(the calibration study's hard case).",
-        size="the 8,530 Rotten Tomatoes sentences, label words ' A' / ' B' after 'Answer:'",
-        **_AB,  # type: ignore[arg-type]
+        "8,530 Rotten Tomatoes sentences",
+        "Rotten Tomatoes with neutral label words: the answer is ' A' (negative) or ' B' (positive) after 'Answer:', "
+        "words a model does not already tie to the classes, so the prompt must teach the mapping (the calibration "
+        "study's hard case).",
     ),
-    dataclasses.replace(
-        OFFLINE_SPECS[1],
-        name="imdb_reviews_ab",
-        template="Review: {text}\nAnswer:",
-        description="IMDB reviews with the neutral label words of rotten_tomatoes_ab (' A' negative, ' B' positive "
-        "after 'Answer:'), as a source of the A/B sentiment group.",
-        size="the 24,901 IMDB reviews, label words ' A' / ' B' after 'Answer:'",
-        **_AB,  # type: ignore[arg-type]
-    ),
-    dataclasses.replace(
-        OFFLINE_SPECS[2],
-        name="vader_words_ab",
-        template="Word: {word}\nAnswer:",
-        description="VADER's rated words with the neutral label words of rotten_tomatoes_ab (' A' negative, ' B' "
-        "positive after 'Answer:'), as a source of the A/B sentiment group.",
-        size="the 5,585 VADER words, label words ' A' / ' B' after 'Answer:'",
-        **_AB,  # type: ignore[arg-type]
-    ),
+    _ab_variant(OFFLINE_SPECS[1], "24,901 IMDB reviews", f"IMDB reviews {_AB_SOURCE}"),
+    _ab_variant(OFFLINE_SPECS[2], "5,585 VADER words", f"VADER's rated words {_AB_SOURCE}"),
 )
 
 OFFLINE_GROUPS: tuple[TaskGroup, ...] = (
