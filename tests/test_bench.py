@@ -23,7 +23,7 @@ from tpv.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "benchmarks" / "configs"
 EXPERIMENT_CONFIGS = ("sources", "cross_origin", "fewshot", "similarity", "perf", "calibration", "tasks", "transfer")
-OVERLAYS = ("gpu", "mini", "tiny", "gemma", "cuda", "gpu-smoke", "many", "headroom", "power")
+OVERLAYS = ("gpu", "mini", "tiny", "gemma", "cuda", "gpu-smoke", "many", "headroom", "power", "ab")
 
 FAKE_BENCH = """
 import argparse, json
